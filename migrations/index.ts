@@ -1,0 +1,15 @@
+/**
+ * The in-code migration provider: every migration, by number, with no file system scan at
+ * run time (bundlers and single-file builds keep working). Append only; never edit one that
+ * has shipped.
+ */
+import type { Migration, MigrationProvider } from "kysely";
+import * as m0001 from "./0001_create_tasks.js";
+
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  "0001_create_tasks": m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => MIGRATIONS,
+};

@@ -1,0 +1,106 @@
+/**
+ * Every failure a caller can see is a RegistryError with a stable `code`.
+ * Guards check `code`, not `instanceof`, so errors survive crossing module copies and processes.
+ */
+
+export const ERROR_CODES = [
+  "NOT_FOUND",
+  "CONFLICT",
+  "SERIALIZATION",
+  "STORAGE",
+  "VALIDATION",
+  "SCHEMA_VERSION",
+  "BUSY",
+  "READ_ONLY",
+  "CLOSED",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export abstract class RegistryError extends Error {
+  abstract readonly code: ErrorCode;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** `task not found: {id}` — the seed's NotFound. */
+export class NotFoundError extends RegistryError {
+  readonly code = "NOT_FOUND";
+  constructor(readonly taskId: string) {
+    super(`task not found: ${taskId}`);
+  }
+}
+
+/** `CAS conflict on task {id}` — every compare-and-swap retry lost to another writer. */
+export class ConflictError extends RegistryError {
+  readonly code = "CONFLICT";
+  constructor(readonly taskId: string) {
+    super(`CAS conflict on task ${taskId}`);
+  }
+}
+
+/** `serialization error: {e}` — a stored record that does not decode. */
+export class SerializationError extends RegistryError {
+  readonly code = "SERIALIZATION";
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`serialization error: ${detail}`, options);
+  }
+}
+
+/** `storage error: {msg}` — the database failed; the driver's error is the cause. */
+export class StorageError extends RegistryError {
+  readonly code = "STORAGE";
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`storage error: ${detail}`, options);
+  }
+}
+
+/** Bad input from the caller; `path` names the offending field (`$` is the whole value). */
+export class ValidationError extends RegistryError {
+  readonly code = "VALIDATION";
+  constructor(
+    readonly path: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`validation error at ${path}: ${detail}`, options);
+  }
+}
+
+/** The database was written by a schema this version does not know; it is left untouched. */
+export class SchemaVersionError extends RegistryError {
+  readonly code = "SCHEMA_VERSION";
+}
+
+/** Another connection held the write lock for longer than the configured busy timeout. */
+export class BusyError extends RegistryError {
+  readonly code = "BUSY";
+}
+
+/** A write was attempted on a database opened read-only or a file that cannot be written. */
+export class ReadOnlyError extends RegistryError {
+  readonly code = "READ_ONLY";
+}
+
+/** The backend was closed. */
+export class ClosedError extends RegistryError {
+  readonly code = "CLOSED";
+  constructor() {
+    super("the registry backend is closed");
+  }
+}
+
+export function isRegistryError(error: unknown): error is RegistryError {
+  const code: unknown = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  return typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code);
+}
+
+/** Narrow an unknown error to the RegistryError subclass carrying `code`. */
+export function hasErrorCode<C extends ErrorCode>(
+  error: unknown,
+  code: C,
+): error is RegistryError & { readonly code: C } {
+  return isRegistryError(error) && error.code === code;
+}

@@ -1,0 +1,144 @@
+/**
+ * Task and Crux ⇄ JSON text, byte-compatible with serde_json in the Rust crate: same field
+ * order, `events`/`metadata` only when non-empty, u64 exact, floats printed the Rust way.
+ * The writers build the text directly so the order is fixed by code, not by object shape.
+ */
+import type { z } from "zod";
+import { ValidationError } from "../errors.js";
+import {
+  formatF32,
+  formatF64,
+  JsonSyntaxError,
+  JsonValueError,
+  parseJson,
+  stringifyJson,
+} from "./json.js";
+import {
+  type Crux,
+  type CruxErr,
+  type CruxValue,
+  cruxSchema,
+  type Step,
+  type Task,
+  taskSchema,
+} from "./schema.js";
+
+// serde_json and JSON.stringify escape well-formed strings identically.
+const stringText = (text: string): string => JSON.stringify(text);
+
+/** Decode a Task document; a malformed one is a ValidationError naming the bad field's path. */
+export function decodeTask(text: string): Task {
+  return decodeWith(taskSchema, text);
+}
+
+/** Decode a Crux document; a malformed one is a ValidationError naming the bad field's path. */
+export function decodeCrux(text: string): Crux {
+  return decodeWith(cruxSchema, text);
+}
+
+/** Validate a Task value and write it in the Rust crate's exact format. */
+export function encodeTask(task: Task): string {
+  return writeTask(validate(taskSchema, task));
+}
+
+/** Validate a Crux value and write it in the Rust crate's exact format. */
+export function encodeCrux(crux: Crux): string {
+  return writeCrux(validate(cruxSchema, crux), "$");
+}
+
+/** Check a value against a schema at an API boundary; the error names the bad field. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, root = "$"): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const path = issue ? joinPath(root, issue.path) : root;
+  throw new ValidationError(path, issue?.message ?? "invalid value", { cause: result.error });
+}
+
+function decodeWith<S extends z.ZodType>(schema: S, text: string): z.output<S> {
+  let parsed: unknown;
+  try {
+    parsed = parseJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new ValidationError("$", error.message, { cause: error });
+    }
+    throw error;
+  }
+  return validate(schema, parsed);
+}
+
+function joinPath(root: string, path: readonly PropertyKey[]): string {
+  let out = root;
+  for (const key of path) out += typeof key === "number" ? `[${key}]` : `.${String(key)}`;
+  return out;
+}
+
+/** Write an already-valid Task (internal fast path: no schema pass). */
+export function writeTask(task: Task): string {
+  return writeTaskWithInput(task, jsonAt(task.input, "$.input"));
+}
+
+/** Write a Task whose input is already JSON text, so a caller that measured it need not re-encode. */
+export function writeTaskWithInput(task: Omit<Task, "input">, inputText: string): string {
+  const checkpoint = task.checkpoint === null ? "null" : writeCrux(task.checkpoint, "$.checkpoint");
+  return `{"id":${stringText(task.id)},"kind":${stringText(task.kind)},"status":"${task.status}","input":${inputText},"checkpoint":${checkpoint},"attempts":${task.attempts}}`;
+}
+
+export function writeCrux(crux: Crux, path: string): string {
+  const steps = crux.steps.map((step, i) => writeStep(step, `${path}.steps[${i}]`)).join(",");
+  const children = crux.children
+    .map((child, i) => writeCrux(child, `${path}.children[${i}]`))
+    .join(",");
+  const finished = crux.finished_at === null ? "null" : stringText(crux.finished_at);
+  return `{"id":${stringText(crux.id)},"agent":${stringText(crux.agent)},"value":${writeValue(crux.value, `${path}.value`)},"steps":[${steps}],"children":[${children}],"started_at":${stringText(crux.started_at)},"finished_at":${finished}}`;
+}
+
+export function writeStep(step: Step, path: string): string {
+  const contentHash = step.content_hash === null ? "null" : String(step.content_hash);
+  const output = step.output === null ? "null" : jsonAt(step.output, `${path}.output`);
+  const error = step.error === null ? "null" : stringText(step.error);
+  let text = `{"name":${stringText(step.name)},"kind":"${step.kind}","status":"${step.status}","confidence":${formatF32(step.confidence)},"started_at":${stringText(step.started_at)},"duration_ms":${step.duration_ms},"input_hash":${step.input_hash},"content_hash":${contentHash},"output":${output},"error":${error},"attempt":${step.attempt}`;
+  if (step.events.length > 0) text += `,"events":${jsonAt(step.events, `${path}.events`)}`;
+  if (Object.keys(step.metadata).length > 0) {
+    text += `,"metadata":${jsonAt(step.metadata, `${path}.metadata`)}`;
+  }
+  return `${text}}`;
+}
+
+function writeValue(value: CruxValue, path: string): string {
+  return "Ok" in value
+    ? `{"Ok":${jsonAt(value.Ok, `${path}.Ok`)}}`
+    : `{"Err":${writeCruxErr(value.Err)}}`;
+}
+
+export function writeCruxErr(err: CruxErr): string {
+  switch (err.kind) {
+    case "step_failed":
+      return `{"kind":"step_failed","step":${stringText(err.step)},"message":${stringText(err.message)}}`;
+    case "low_confidence":
+      return `{"kind":"low_confidence","step":${stringText(err.step)},"score":${formatF64(err.score)},"threshold":${formatF64(err.threshold)}}`;
+    case "budget_exceeded":
+      return `{"kind":"budget_exceeded","budget_kind":"${err.budget_kind}","limit":${err.limit},"actual":${err.actual}}`;
+    case "delegation":
+      return `{"kind":"delegation","to":${stringText(err.to)},"source":${writeCruxErr(err.source)}}`;
+    case "cancelled":
+      return `{"kind":"cancelled","reason":${stringText(err.reason)}}`;
+    case "replay_mismatch":
+      return `{"kind":"replay_mismatch","step":${stringText(err.step)},"expected":${err.expected},"actual":${err.actual}}`;
+    case "denied":
+      return `{"kind":"denied","step":${stringText(err.step)},"reason":${stringText(err.reason)}}`;
+  }
+}
+
+/** Serialize an arbitrary JSON position; a non-JSON value is a ValidationError at its path. */
+function jsonAt(value: unknown, path: string): string {
+  try {
+    return stringifyJson(value);
+  } catch (error) {
+    if (error instanceof JsonValueError) {
+      throw new ValidationError(path + error.path.slice(1), error.message, { cause: error });
+    }
+    throw error;
+  }
+}

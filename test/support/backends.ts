@@ -1,0 +1,26 @@
+/**
+ * Every backend the contract suite covers. A new adapter adds one line here and is then run
+ * through every contract, seed and model-based test.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { MemoryBackend } from "../../src/backend/memory.js";
+import type { RegistryBackend } from "../../src/backend/port.js";
+import { SqliteBackend } from "../../src/backend/sqlite.js";
+
+export interface BackendFactory {
+  readonly name: string;
+  readonly open: () => Promise<RegistryBackend>;
+}
+
+export const BACKENDS: readonly BackendFactory[] = [
+  { name: "memory", open: async () => new MemoryBackend() },
+  { name: "sqlite :memory:", open: () => SqliteBackend.open(":memory:") },
+  { name: "sqlite file", open: () => SqliteBackend.open(tempDbPath()) },
+];
+
+/** A fresh path in a new temporary folder; the file does not exist yet. */
+export function tempDbPath(name = "registry.db"): string {
+  return join(mkdtempSync(join(tmpdir(), "cruxx-registry-")), name);
+}
