@@ -5,9 +5,11 @@
  */
 import type { Migration, MigrationProvider } from "kysely";
 import * as m0001 from "./0001_create_tasks.js";
+import * as m0002 from "./0002_durable_execution.js";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0001_create_tasks": m0001,
+  "0002_durable_execution": m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   "BUSY",
   "READ_ONLY",
   "CLOSED",
+  "LEASE_LOST",
+  "INVALID_STATE",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -90,6 +92,22 @@ export class ClosedError extends RegistryError {
   constructor() {
     super("the registry backend is closed");
   }
+}
+
+/** The caller's lease on a task is gone (expired and taken over, released, or the task moved on). */
+export class LeaseLostError extends RegistryError {
+  readonly code = "LEASE_LOST";
+  constructor(
+    readonly taskId: string,
+    detail: string,
+  ) {
+    super(`lease lost on task ${taskId}: ${detail}`);
+  }
+}
+
+/** The operation does not apply to the task in its current status (e.g. retrying a done task). */
+export class InvalidStateError extends RegistryError {
+  readonly code = "INVALID_STATE";
 }
 
 export function isRegistryError(error: unknown): error is RegistryError {

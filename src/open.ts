@@ -8,5 +8,11 @@ export async function openRegistry(
   path: string,
   options: OpenRegistryOptions = {},
 ): Promise<TaskRegistry> {
-  return new TaskRegistry(await SqliteBackend.open(path, options), options);
+  const backend = await SqliteBackend.open(path, options);
+  try {
+    return new TaskRegistry(backend, options);
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
 }

@@ -1,33 +1,62 @@
 /**
- * TaskRegistry: the seed's typed API (submit, get, update_status, checkpoint, pending,
- * load_checkpoint) over any RegistryBackend. Input is validated here, at the boundary;
- * stored documents are decoded here; everything below works with plain typed values.
+ * TaskRegistry: the seed's typed API (submit, get, updateStatus, checkpoint, pending,
+ * loadCheckpoint) and durable execution (claim, heartbeat, complete, fail, cancel, retry,
+ * recover, work) over any RegistryBackend. Input is validated here, at the boundary; stored
+ * documents are decoded here; below, everything is plain typed values.
  */
-import type { RegistryBackend } from "./backend/port.js";
-import {
-  ConflictError,
-  NotFoundError,
-  RegistryError,
-  SerializationError,
-  ValidationError,
-} from "./errors.js";
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import type { Change, KindFilter, Lease, RegistryBackend, TaskState } from "./backend/port.js";
+import { ConflictError, NotFoundError, ValidationError } from "./errors.js";
+import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
+import { CruxFailure } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
-import { decodeTask, validate, writeCrux, writeTask, writeTaskWithInput } from "./wire/codec.js";
-import { JsonValueError, stringifyJson } from "./wire/json.js";
+import {
+  cancelTask,
+  claimTask,
+  completeTask,
+  DEFAULT_MAX_ATTEMPTS,
+  expireTask,
+  failTask,
+  heartbeatTask,
+  newTaskState,
+  releaseTask,
+  replaceStep,
+  retryTask,
+} from "./lifecycle.js";
+import { Wakeup } from "./wakeup.js";
+import { decodeStoredTask, validate, writeCrux, writeStep, writeTask } from "./wire/codec.js";
+import { type Json, JsonValueError, parseJson, stringifyJson } from "./wire/json.js";
 import {
   type Crux,
+  type CruxErr,
+  cruxErrSchema,
   cruxSchema,
+  type Step,
+  stepSchema,
   TASK_STATUSES,
   type Task,
   type TaskStatus,
   taskIdSchema,
 } from "./wire/schema.js";
+import { Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";
+
+export interface RetryBackoff {
+  /** Delay before the first retry; each later one doubles it. Default 1 s. */
+  readonly baseMs: number;
+  /** The longest delay. Default 5 min. */
+  readonly maxMs: number;
+}
 
 export interface TaskRegistryOptions {
-  /** Read-modify-CAS cycles before a ConflictError. Default 3, as in the seed. */
+  /** Read-modify-CAS cycles of updateStatus/checkpoint before a ConflictError. Default 3, as in the seed. */
   readonly casRetries?: number;
   /** Largest accepted `input`, in bytes of its JSON. Default 1 MiB. */
   readonly maxInputBytes?: number;
+  /** Backoff between runs of a failing task (with jitter: each delay is 50–100% of this). */
+  readonly retryBackoff?: Partial<RetryBackoff>;
+  /** The clock, in epoch ms. Tests move it to expire leases without sleeping. */
+  readonly clock?: () => number;
 }
 
 export interface PendingOptions {
@@ -35,30 +64,130 @@ export interface PendingOptions {
   readonly limit?: number;
 }
 
+export interface SubmitOptions {
+  /** Not claimed before this many ms from now. */
+  readonly delayMs?: number;
+  /** Not claimed before this time (epoch ms or Date). */
+  readonly runAt?: number | Date;
+  /** Higher is claimed first. Default 0. */
+  readonly priority?: number;
+  /** Runs before a failing task is failed for good. Default 3. */
+  readonly maxAttempts?: number;
+  /** A second submit with the same key writes nothing and returns the first task's id. */
+  readonly idempotencyKey?: string;
+}
+
+export interface SubmitRequest {
+  readonly kind: string;
+  readonly input: unknown;
+  readonly options?: SubmitOptions;
+}
+
+export interface ClaimOptions {
+  /** Who holds the lease (a worker name); shown to operators and in LEASE_LOST errors. */
+  readonly owner: string;
+  /** How long the lease lasts without a heartbeat. Default 30 s, at least 100 ms. */
+  readonly leaseMs?: number;
+}
+
+/** A task with its scheduling state. */
+export interface TaskRecord {
+  readonly task: Task;
+  readonly priority: number;
+  /** Epoch ms before which it is not claimed. */
+  readonly runAt: number;
+  /** Times claimed. (The task's `attempts` counts checkpoint() calls, as in the seed.) */
+  readonly runs: number;
+  readonly maxAttempts: number;
+  /** Present while running. */
+  readonly lease: Lease | null;
+  readonly lastError: CruxErr | null;
+  readonly cancelRequested: boolean;
+  readonly idempotencyKey: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface ClaimedTask extends TaskRecord {
+  readonly lease: Lease;
+}
+
+export interface HeartbeatResult {
+  readonly expiresAt: number;
+  /** cancel() was called: stop and fail the run. */
+  readonly cancelRequested: boolean;
+}
+
+export interface FailResult {
+  /** `pending` when it will run again at `runAt`; `failed` when it is failed for good. */
+  readonly status: "pending" | "failed";
+  readonly runAt: number;
+}
+
+export interface RecoverOptions {
+  /**
+   * Also take back tasks leased to this owner whose leases have not yet expired: a worker
+   * restarting under a stable name knows its earlier leases are dead.
+   */
+  readonly owner?: string;
+}
+
+export const DEFAULT_LEASE_MS = 30_000;
+export const MIN_LEASE_MS = 100;
 const MAX_KIND_LENGTH = 255;
+
+const submitOptionsSchema = z.strictObject({
+  delayMs: z.number().int().min(0).optional(),
+  runAt: z.union([z.number().int().min(0), z.date()]).optional(),
+  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+  maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
+  idempotencyKey: z.string().min(1).max(1024).optional(),
+});
 
 export class TaskRegistry {
   readonly #backend: RegistryBackend;
   readonly #casRetries: number;
   readonly #maxInputBytes: number;
+  readonly #backoff: RetryBackoff;
+  readonly #now: () => number;
+  readonly #events = new RegistryEventEmitter();
+  /** Wakes this process's idle workers when work becomes due here. */
+  readonly #wakeup = new Wakeup();
 
   constructor(backend: RegistryBackend, options: TaskRegistryOptions = {}) {
     this.#backend = backend;
     this.#casRetries = positiveInteger(options.casRetries ?? 3, "$.casRetries");
     this.#maxInputBytes = positiveInteger(options.maxInputBytes ?? 1024 * 1024, "$.maxInputBytes");
+    this.#backoff = {
+      baseMs: positiveInteger(options.retryBackoff?.baseMs ?? 1000, "$.retryBackoff.baseMs"),
+      maxMs: positiveInteger(options.retryBackoff?.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
+    };
+    this.#now = options.clock ?? Date.now;
   }
 
-  /** Submit a new pending task; returns its id. Nothing is written if the input is invalid. */
-  async submit(kind: string, input: unknown): Promise<TaskId> {
-    checkKind(kind);
-    const inputText = encodeInput(input, this.#maxInputBytes);
-    const id = newTaskId();
-    const data = writeTaskWithInput(
-      { id, kind, status: "pending", checkpoint: null, attempts: 0 },
-      inputText,
+  // ── The seed's API ─────────────────────────────────────────────────────────────────
+
+  /** Submit a new pending task; returns its id. Nothing is written if anything is invalid. */
+  async submit(kind: string, input: unknown, options?: SubmitOptions): Promise<TaskId> {
+    const [id] = await this.submitMany([
+      options === undefined ? { kind, input } : { kind, input, options },
+    ]);
+    return id as TaskId;
+  }
+
+  /** Submit several tasks in one transaction: all are written, or none. */
+  async submitMany(requests: readonly SubmitRequest[]): Promise<TaskId[]> {
+    if (!Array.isArray(requests)) throw new ValidationError("$", "expected an array of tasks");
+    const now = this.#now();
+    const states = requests.map((request, i) =>
+      this.#newState(request, requests.length === 1 ? "$" : `$[${i}]`, now),
     );
-    await this.#backend.put(id, { kind, status: "pending", data });
-    return id;
+    const ids = await this.#backend.insert(states);
+    states.forEach((state, i) => {
+      if (ids[i] === state.id) this.#events.emit("submitted", { id: state.id, kind: state.kind });
+    });
+    if (states.length > 0) this.#wakeup.notify();
+    return ids;
   }
 
   /** The task, or a NotFoundError. */
@@ -66,15 +195,19 @@ export class TaskRegistry {
     const taskId = checkTaskId(id);
     const stored = await this.#backend.get(taskId);
     if (stored === undefined) throw new NotFoundError(taskId);
-    return decodeStored(stored);
+    return decodeStoredTask(stored);
   }
 
-  /** Set the status (any status may follow any other, as in the seed), with bounded CAS retries. */
+  /**
+   * Set the status (any status may follow any other, as in the seed), with bounded CAS
+   * retries. A status other than running ends the task's lease.
+   */
   async updateStatus(id: string, status: TaskStatus): Promise<void> {
     if (!(TASK_STATUSES as readonly unknown[]).includes(status)) {
       throw new ValidationError("$.status", `expected one of ${TASK_STATUSES.join(", ")}`);
     }
     await this.#modify(checkTaskId(id), (task) => ({ ...task, status }));
+    if (status === "pending") this.#wakeup.notify();
   }
 
   /** Store a snapshot of `crux` as the task's checkpoint and count it in `attempts`. */
@@ -95,7 +228,7 @@ export class TaskRegistry {
     const limit =
       options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
     const documents = await this.#backend.pending(kind, limit);
-    return documents.map(decodeStored);
+    return documents.map(decodeStoredTask);
   }
 
   /** The task's checkpoint, or null; a NotFoundError when the task is missing. */
@@ -103,16 +236,250 @@ export class TaskRegistry {
     return (await this.get(id)).checkpoint;
   }
 
+  // ── Durable execution ──────────────────────────────────────────────────────────────
+
+  /** The task with its scheduling state, or a NotFoundError. */
+  async inspect(id: string): Promise<TaskRecord> {
+    const taskId = checkTaskId(id);
+    const state = await this.#backend.read(taskId);
+    if (state === undefined) throw new NotFoundError(taskId);
+    return toRecord(state);
+  }
+
+  /**
+   * Atomically move the best due pending task of `kinds` (`""` or `[]` = any kind) to
+   * running under a new lease: higher priority first, then earlier due time, then submit order.
+   */
+  async claim(
+    kinds: string | readonly string[],
+    options: ClaimOptions,
+  ): Promise<ClaimedTask | null> {
+    const filter = checkKinds(kinds);
+    const owner = checkOwner(options.owner);
+    const leaseMs = checkLeaseMs(options.leaseMs);
+    const now = this.#now();
+    const lease = { owner, token: randomUUID(), expiresAt: now + leaseMs };
+    const state = await this.#backend.claim(filter, now, (s) => claimTask(s, lease, now));
+    if (state === undefined) return null;
+    this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
+    return toRecord(state) as ClaimedTask;
+  }
+
+  /** Extend the lease; says whether the task was cancelled meanwhile. LEASE_LOST if not held. */
+  async heartbeat(
+    id: string,
+    token: string,
+    options: { leaseMs?: number } = {},
+  ): Promise<HeartbeatResult> {
+    const leaseMs = checkLeaseMs(options.leaseMs);
+    const now = this.#now();
+    const state = await this.#update(id, (s) => heartbeatTask(s, checkToken(token), leaseMs, now));
+    return { expiresAt: state.lease?.expiresAt ?? now, cancelRequested: state.cancelRequested };
+  }
+
+  /** Finish the run with `value` (stored as `{"Ok": value}`); LEASE_LOST if not held. */
+  async complete(id: string, token: string, value: unknown = null): Promise<void> {
+    const result = jsonValue(value, "$.value");
+    const now = this.#now();
+    const state = await this.#update(id, (s) => completeTask(s, checkToken(token), result, now));
+    this.#events.emit("completed", { id: state.id, kind: state.kind });
+  }
+
+  /**
+   * A failed run: pending again after backoff while runs remain, else failed for good with
+   * `{"Err": error}`. `error` is a CruxErr, an Error or a message. LEASE_LOST if not held.
+   */
+  async fail(id: string, token: string, error: unknown): Promise<FailResult> {
+    const err = toCruxErr(error);
+    const now = this.#now();
+    const state = await this.#update(id, (s) =>
+      failTask(s, checkToken(token), err, now, now + this.#retryDelay(s.runs)),
+    );
+    this.#afterFailure(state, err);
+    return { status: state.status === "pending" ? "pending" : "failed", runAt: state.runAt };
+  }
+
+  /** Give a running task back unfinished (shutting down); it is due again at once. */
+  async release(id: string, token: string): Promise<void> {
+    const now = this.#now();
+    await this.#update(id, (s) => releaseTask(s, checkToken(token), now));
+    this.#wakeup.notify();
+  }
+
+  /**
+   * Persist step `ordinal` of a running task under its lease. Appending a new step costs the
+   * same whatever the number of steps before it.
+   */
+  async recordStep(id: string, token: string, ordinal: number, step: Step): Promise<void> {
+    const taskId = checkTaskId(id);
+    const valid = validate(stepSchema, step, "$.step");
+    const text = writeStep(valid, "$.step");
+    if (!Number.isSafeInteger(ordinal) || ordinal < 0) {
+      throw new ValidationError("$.ordinal", "expected a non-negative integer");
+    }
+    await this.#backend.appendStep(taskId, checkToken(token), ordinal, text);
+    this.#events.emit("step", { id: taskId, name: valid.name, ordinal, replayed: false });
+  }
+
+  /** Overwrite step `ordinal` already in the checkpoint (a re-run of a step that did not finish). */
+  async replaceStep(id: string, token: string, ordinal: number, step: Step): Promise<void> {
+    const valid = validate(stepSchema, step, "$.step");
+    const now = this.#now();
+    const state = await this.#update(id, (s) =>
+      replaceStep(s, checkToken(token), ordinal, valid, now),
+    );
+    this.#events.emit("step", { id: state.id, name: valid.name, ordinal, replayed: false });
+  }
+
+  /**
+   * A pending task is failed at once and never runs; a running one is asked to stop (its
+   * worker's AbortSignal fires at the next step or heartbeat). False if already finished.
+   */
+  async cancel(id: string, reason = "cancelled"): Promise<boolean> {
+    const now = this.#now();
+    const seen = { wasRunning: false, changed: false };
+    const state = await this.#update(id, (s) => {
+      const next = cancelTask(s, reason, now);
+      seen.wasRunning = s.status === "running";
+      seen.changed = next !== s;
+      return next;
+    });
+    if (seen.changed) {
+      this.#events.emit("cancelled", {
+        id: state.id,
+        kind: state.kind,
+        wasRunning: seen.wasRunning,
+      });
+    }
+    return seen.changed;
+  }
+
+  /** Put a failed task back: pending now, with a fresh allowance of runs; INVALID_STATE otherwise. */
+  async retry(id: string): Promise<void> {
+    const now = this.#now();
+    const state = await this.#update(id, (s) => retryTask(s, now));
+    this.#events.emit("retried", {
+      id: state.id,
+      kind: state.kind,
+      runAt: state.runAt,
+      error: null,
+    });
+    this.#wakeup.notify();
+  }
+
+  /**
+   * Take back running tasks of `kinds` whose leases expired (and, with `owner`, those leased
+   * to it): each is pending again (or failed for good when out of runs). Returns the ones
+   * now pending, with their checkpoints. Call it at start-up; workers also do it as they poll.
+   */
+  async recover(
+    kinds: string | readonly string[] = [],
+    options: RecoverOptions = {},
+  ): Promise<TaskRecord[]> {
+    const filter = checkKinds(kinds);
+    const owner = options.owner === undefined ? undefined : checkOwner(options.owner);
+    const now = this.#now();
+    const previous = new Map<TaskId, string>();
+    const states = await this.#backend.sweep(filter, { now, owner }, (s) => {
+      if (s.lease) previous.set(s.id, s.lease.owner);
+      return expireTask(s, now, s.lease?.owner === owner);
+    });
+    for (const state of states) {
+      const status = state.status === "pending" ? "pending" : "failed";
+      this.#events.emit("reclaimed", {
+        id: state.id,
+        kind: state.kind,
+        previousOwner: previous.get(state.id) ?? "",
+        status,
+      });
+    }
+    const reclaimed = states.filter((s) => s.status === "pending");
+    if (reclaimed.length > 0) this.#wakeup.notify();
+    return reclaimed.map(toRecord);
+  }
+
+  /** When, at the earliest, a task of `kinds` becomes due or a lease expires. */
+  nextWakeAt(kinds: string | readonly string[] = []): Promise<number | undefined> {
+    return this.#backend.nextWakeAt(checkKinds(kinds));
+  }
+
+  /** Run `handler` for tasks of `kinds` until the returned worker is stopped. */
+  work(kinds: string | readonly string[], handler: WorkHandler, options: WorkOptions = {}): Worker {
+    return new Worker(this, checkKinds(kinds), handler, options, {
+      backend: this.#backend,
+      events: this.#events,
+      wakeup: this.#wakeup,
+    });
+  }
+
+  /** Subscribe to an in-process event; returns the function that unsubscribes. */
+  on<E extends RegistryEventName>(name: E, listener: Listener<E>): () => void {
+    return this.#events.on(name, listener);
+  }
+
+  /** The registry's clock, in epoch ms. */
+  now(): number {
+    return this.#now();
+  }
+
   /** Close the backend. */
   close(): Promise<void> {
     return this.#backend.close();
+  }
+
+  #newState(request: SubmitRequest, path: string, now: number): TaskState {
+    if (typeof request !== "object" || request === null) {
+      throw new ValidationError(path, "expected { kind, input, options? }");
+    }
+    const kind = checkKind(request.kind, `${path}.kind`);
+    const inputText = encodeInput(request.input, this.#maxInputBytes, `${path}.input`);
+    const options = validate(submitOptionsSchema, request.options ?? {}, `${path}.options`);
+    const runAt =
+      options.runAt !== undefined
+        ? typeof options.runAt === "number"
+          ? options.runAt
+          : options.runAt.getTime()
+        : now + (options.delayMs ?? 0);
+    return newTaskState(
+      {
+        id: newTaskId(now),
+        kind,
+        inputText,
+        priority: options.priority ?? 0,
+        runAt,
+        maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        idempotencyKey: options.idempotencyKey ?? null,
+      },
+      now,
+    );
+  }
+
+  #retryDelay(runs: number): number {
+    const exponential = Math.min(
+      this.#backoff.maxMs,
+      this.#backoff.baseMs * 2 ** Math.max(0, runs - 1),
+    );
+    return Math.round(exponential * (0.5 + Math.random() / 2));
+  }
+
+  #afterFailure(state: TaskState, error: CruxErr): void {
+    if (state.status === "pending") {
+      this.#events.emit("retried", { id: state.id, kind: state.kind, runAt: state.runAt, error });
+      this.#wakeup.notify();
+    } else {
+      this.#events.emit("failed", { id: state.id, kind: state.kind, error });
+    }
+  }
+
+  #update(id: string, change: Change): Promise<TaskState> {
+    return this.#backend.update(checkTaskId(id), change);
   }
 
   async #modify(id: TaskId, change: (task: Task) => Task): Promise<void> {
     for (let attempt = 0; attempt < this.#casRetries; attempt++) {
       const stored = await this.#backend.get(id);
       if (stored === undefined) throw new NotFoundError(id);
-      const next = change(decodeStored(stored));
+      const next = change(decodeStoredTask(stored));
       const swapped = await this.#backend.cas(id, stored, {
         kind: next.kind,
         status: next.status,
@@ -124,25 +491,80 @@ export class TaskRegistry {
   }
 }
 
-function decodeStored(document: string): Task {
-  try {
-    return decodeTask(document);
-  } catch (error) {
-    if (error instanceof RegistryError) {
-      throw new SerializationError(error.message, { cause: error });
-    }
-    throw error;
+function toRecord(state: TaskState): TaskRecord {
+  return {
+    task: decodeStoredTask(state.data),
+    priority: state.priority,
+    runAt: state.runAt,
+    runs: state.runs,
+    maxAttempts: state.maxAttempts,
+    lease: state.lease,
+    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError),
+    cancelRequested: state.cancelRequested,
+    idempotencyKey: state.idempotencyKey,
+    createdAt: state.createdAt,
+    updatedAt: state.updatedAt,
+  };
+}
+
+function decodeStoredCruxErr(text: string): CruxErr {
+  return validate(cruxErrSchema, parseJson(text), "$.lastError");
+}
+
+/** A CruxErr from whatever a handler threw. */
+export function toCruxErr(error: unknown): CruxErr {
+  if (error instanceof CruxFailure) return error.err;
+  if (typeof error === "object" && error !== null && "kind" in error) {
+    return validate(cruxErrSchema, error, "$.error");
   }
+  const message = error instanceof Error ? error.message : String(error);
+  return { kind: "step_failed", step: "", message };
 }
 
 function checkTaskId(id: unknown): TaskId {
   return validate(taskIdSchema, id, "$.id");
 }
 
-function checkKind(kind: unknown): asserts kind is string {
-  if (typeof kind !== "string" || kind.length === 0 || kind.length > MAX_KIND_LENGTH) {
-    throw new ValidationError("$.kind", `expected a string of 1 to ${MAX_KIND_LENGTH} characters`);
+function checkKind(kind: unknown, path = "$.kind"): string {
+  if (
+    typeof kind !== "string" ||
+    kind.length === 0 ||
+    kind.length > MAX_KIND_LENGTH ||
+    !kind.isWellFormed()
+  ) {
+    throw new ValidationError(path, `expected a string of 1 to ${MAX_KIND_LENGTH} characters`);
   }
+  return kind;
+}
+
+function checkKinds(kinds: unknown): KindFilter {
+  if (kinds === "") return [];
+  if (typeof kinds === "string") return [checkKind(kinds, "$.kinds")];
+  if (!Array.isArray(kinds))
+    throw new ValidationError("$.kinds", "expected a kind or an array of kinds");
+  return kinds.map((kind, i) => checkKind(kind, `$.kinds[${i}]`));
+}
+
+function checkOwner(owner: unknown): string {
+  if (typeof owner !== "string" || owner.length === 0 || owner.length > 255) {
+    throw new ValidationError("$.owner", "expected a string of 1 to 255 characters");
+  }
+  return owner;
+}
+
+function checkToken(token: unknown): string {
+  if (typeof token !== "string" || token.length === 0) {
+    throw new ValidationError("$.token", "expected the lease token from claim()");
+  }
+  return token;
+}
+
+function checkLeaseMs(leaseMs: unknown): number {
+  if (leaseMs === undefined) return DEFAULT_LEASE_MS;
+  if (typeof leaseMs !== "number" || !Number.isSafeInteger(leaseMs) || leaseMs < MIN_LEASE_MS) {
+    throw new ValidationError("$.leaseMs", `expected an integer of at least ${MIN_LEASE_MS}`);
+  }
+  return leaseMs;
 }
 
 function positiveInteger(value: unknown, path: string): number {
@@ -152,20 +574,29 @@ function positiveInteger(value: unknown, path: string): number {
   return value;
 }
 
-/** The input's JSON text; ValidationError (naming the path) if it is not JSON or too large. */
-function encodeInput(input: unknown, maxBytes: number): string {
-  let text: string;
+/** A JSON value's text; ValidationError naming the path if it is not JSON. */
+function jsonText(value: unknown, path: string): string {
   try {
-    text = stringifyJson(input);
+    return stringifyJson(value);
   } catch (error) {
     if (error instanceof JsonValueError) {
-      throw new ValidationError(`$.input${error.path.slice(1)}`, error.message, { cause: error });
+      throw new ValidationError(`${path}${error.path.slice(1)}`, error.message, { cause: error });
     }
     throw error;
   }
+}
+
+function jsonValue(value: unknown, path: string): Json {
+  jsonText(value, path);
+  return value as Json;
+}
+
+/** The input's JSON text; ValidationError (naming the path) if it is not JSON or too large. */
+function encodeInput(input: unknown, maxBytes: number, path: string): string {
+  const text = jsonText(input, path);
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) {
-    throw new ValidationError("$.input", `input is ${bytes} bytes, over the limit of ${maxBytes}`);
+    throw new ValidationError(path, `input is ${bytes} bytes, over the limit of ${maxBytes}`);
   }
   return text;
 }

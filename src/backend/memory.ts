@@ -1,23 +1,38 @@
 /**
- * The reference adapter: a sorted map in process memory. It defines the port's semantics in
- * the fewest lines, and doubles as the model in model-based tests. Nothing survives the process.
+ * The reference adapter: tasks in process memory. It states the port's semantics in the
+ * fewest lines and doubles as the model in model-based tests. Nothing survives the process.
  */
-import { ClosedError } from "../errors.js";
+import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import type { RegistryBackend, TaskRow } from "./port.js";
+import { fence, overwriteDocument } from "../lifecycle.js";
+import { spliceSteps } from "../wire/splice.js";
+import type {
+  Change,
+  KindFilter,
+  RegistryBackend,
+  SweepFilter,
+  TaskRow,
+  TaskState,
+} from "./port.js";
+
+interface Entry {
+  /** The state as last written; its document holds no appended steps. */
+  state: TaskState;
+  /** Steps appended since, by ordinal. */
+  steps: Map<number, string>;
+}
 
 export class MemoryBackend implements RegistryBackend {
-  readonly #rows = new Map<TaskId, TaskRow>();
+  readonly #entries = new Map<TaskId, Entry>();
   #closed = false;
 
   async get(id: TaskId): Promise<string | undefined> {
-    this.#assertOpen();
-    return this.#rows.get(id)?.data;
+    return this.#read(id)?.data;
   }
 
   async put(id: TaskId, row: TaskRow): Promise<void> {
     this.#assertOpen();
-    this.#rows.set(id, row);
+    this.#write(overwriteDocument(this.#read(id), id, row, Date.now()));
   }
 
   async list(prefix: string): Promise<TaskId[]> {
@@ -26,9 +41,9 @@ export class MemoryBackend implements RegistryBackend {
   }
 
   async cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
-    this.#assertOpen();
-    if (this.#rows.get(id)?.data !== expected) return false;
-    this.#rows.set(id, next);
+    const current = this.#read(id);
+    if (current?.data !== expected) return false;
+    this.#write(overwriteDocument(current, id, next, Date.now()));
     return true;
   }
 
@@ -37,23 +52,126 @@ export class MemoryBackend implements RegistryBackend {
     const documents: string[] = [];
     for (const id of this.#sortedIds()) {
       if (documents.length >= limit) break;
-      const row = this.#rows.get(id);
-      if (row?.status === "pending" && (kind === "" || row.kind === kind)) {
-        documents.push(row.data);
+      const state = this.#read(id);
+      if (state?.status === "pending" && (kind === "" || state.kind === kind)) {
+        documents.push(state.data);
       }
     }
     return documents;
+  }
+
+  async insert(tasks: readonly TaskState[]): Promise<TaskId[]> {
+    this.#assertOpen();
+    const byKey = new Map<string, TaskId>();
+    for (const { state } of this.#entries.values()) {
+      if (state.idempotencyKey !== null) byKey.set(state.idempotencyKey, state.id);
+    }
+    return tasks.map((task) => {
+      const existing = task.idempotencyKey === null ? undefined : byKey.get(task.idempotencyKey);
+      if (existing !== undefined) return existing;
+      if (task.idempotencyKey !== null) byKey.set(task.idempotencyKey, task.id);
+      this.#write(task);
+      return task.id;
+    });
+  }
+
+  async read(id: TaskId): Promise<TaskState | undefined> {
+    return this.#read(id);
+  }
+
+  async update(id: TaskId, change: Change): Promise<TaskState> {
+    const current = this.#read(id);
+    if (current === undefined) throw new NotFoundError(id);
+    return this.#write(change(current));
+  }
+
+  async claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
+    let best: TaskState | undefined;
+    for (const { state } of this.#entries.values()) {
+      if (state.status !== "pending" || state.runAt > now || !matches(kinds, state.kind)) continue;
+      if (best === undefined || claimOrder(state, best) < 0) best = state;
+    }
+    return best && this.#write(change(this.#read(best.id) as TaskState));
+  }
+
+  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
+    this.#assertOpen();
+    const expired = [...this.#entries.values()]
+      .map((entry) => entry.state)
+      .filter(
+        (s) =>
+          s.status === "running" &&
+          s.lease !== null &&
+          (s.lease.expiresAt <= filter.now || s.lease.owner === filter.owner) &&
+          matches(kinds, s.kind),
+      )
+      .sort((a, b) => (a.lease?.expiresAt ?? 0) - (b.lease?.expiresAt ?? 0));
+    return expired.map((s) => this.#write(change(this.#read(s.id) as TaskState)));
+  }
+
+  async appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void> {
+    this.#assertOpen();
+    const entry = this.#entries.get(id);
+    if (entry === undefined) throw new NotFoundError(id);
+    fence(entry.state, token);
+    entry.steps.set(ordinal, step);
+  }
+
+  async nextWakeAt(kinds: KindFilter): Promise<number | undefined> {
+    this.#assertOpen();
+    let next: number | undefined;
+    for (const { state } of this.#entries.values()) {
+      if (!matches(kinds, state.kind)) continue;
+      const at =
+        state.status === "pending"
+          ? state.runAt
+          : state.status === "running"
+            ? state.lease?.expiresAt
+            : undefined;
+      if (at !== undefined && (next === undefined || at < next)) next = at;
+    }
+    return next;
+  }
+
+  async changeVersion(): Promise<number> {
+    this.#assertOpen();
+    return 0; // no other connection can change this store
   }
 
   async close(): Promise<void> {
     this.#closed = true;
   }
 
+  /** The state with appended steps spliced into its document. */
+  #read(id: TaskId): TaskState | undefined {
+    this.#assertOpen();
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return undefined;
+    if (entry.steps.size === 0) return entry.state;
+    const steps = [...entry.steps.entries()].sort(([a], [b]) => a - b).map(([, data]) => data);
+    return { ...entry.state, data: spliceSteps(entry.state.data, steps) };
+  }
+
+  /** Store a whole state; its document now holds every step. */
+  #write(state: TaskState): TaskState {
+    this.#entries.set(state.id, { state, steps: new Map() });
+    return state;
+  }
+
   #sortedIds(): TaskId[] {
-    return [...this.#rows.keys()].sort();
+    return [...this.#entries.keys()].sort();
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError();
   }
+}
+
+function matches(kinds: KindFilter, kind: string): boolean {
+  return kinds.length === 0 || kinds.includes(kind);
+}
+
+/** Negative when `a` is claimed before `b`: priority, then due time, then submit order. */
+export function claimOrder(a: TaskState, b: TaskState): number {
+  return b.priority - a.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }

@@ -1,7 +1,10 @@
 /**
- * The storage port: the seed's four operations over serialized tasks (`get`, `put`, `list`,
- * `cas`), plus the columns an adapter indexes and the one indexed query the registry needs.
- * The registry depends only on this interface; every adapter passes the same contract suite.
+ * The storage port. The seed's four operations over serialized tasks (`get`, `put`, `list`,
+ * `cas`) and the indexed `pending` query, plus the few atomic operations durable execution
+ * needs. Adapters store and select; every rule about what a transition does lives in
+ * `lifecycle.ts` and reaches an adapter as a synchronous `change` function, which the adapter
+ * applies inside one write transaction. The registry depends only on this interface, and every
+ * adapter passes the same contract suite.
  */
 import type { TaskId } from "../ids.js";
 import type { TaskStatus } from "../wire/schema.js";
@@ -14,20 +17,97 @@ export interface TaskRow {
   readonly data: string;
 }
 
+/** Who may finish a running task: only the holder of the current token. */
+export interface Lease {
+  readonly owner: string;
+  readonly token: string;
+  /** Epoch ms; after it, the next claim or sweep may take the task over. */
+  readonly expiresAt: number;
+}
+
+/** Everything stored about a task: its document and its scheduling state. */
+export interface TaskState extends TaskRow {
+  readonly id: TaskId;
+  readonly priority: number;
+  /** Epoch ms before which the task is not claimed. */
+  readonly runAt: number;
+  /** How many times the task was claimed. */
+  readonly runs: number;
+  readonly maxAttempts: number;
+  /** Present while the task is running. */
+  readonly lease: Lease | null;
+  /** The last failure, as CruxErr JSON. */
+  readonly lastError: string | null;
+  readonly idempotencyKey: string | null;
+  readonly cancelRequested: boolean;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** A pure, synchronous transition; throwing aborts it with nothing written. */
+export type Change = (current: TaskState) => TaskState;
+
+/** Which running tasks a sweep takes back. */
+export interface SweepFilter {
+  /** Leases that expired by this time (epoch ms). */
+  readonly now: number;
+  /** Also every lease of this owner, expired or not. */
+  readonly owner?: string | undefined;
+}
+
+/** Kinds a worker takes: `[]` means every kind. */
+export type KindFilter = readonly string[];
+
 export interface RegistryBackend {
   /** The stored document, or undefined when there is no such task. */
   get(id: TaskId): Promise<string | undefined>;
-  /** Insert or overwrite, unconditionally. */
+  /** Insert or overwrite the document, unconditionally; scheduling state is kept. */
   put(id: TaskId, row: TaskRow): Promise<void>;
   /** Ids starting with `prefix` (`""` = all), in id order, which is submit order. */
   list(prefix: string): Promise<TaskId[]>;
   /**
-   * Replace the row only if its stored document equals `expected` exactly; false, with
-   * nothing written, when it differs or the task is missing. Compare and write are atomic.
+   * Replace the document only if it equals `expected` exactly; false, with nothing written,
+   * when it differs or the task is missing. Compare and write are atomic. A status other
+   * than `running` ends any lease.
    */
   cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean>;
-  /** Documents of `pending` tasks of `kind` (`""` = every kind), oldest first, from an index. */
+  /**
+   * Documents of `pending` tasks of `kind` (`""` = every kind), oldest first, from an index;
+   * at most `limit` (a positive integer) of them when given.
+   */
   pending(kind: string, limit?: number): Promise<string[]>;
+
+  /**
+   * Insert new tasks in one transaction. A task whose idempotency key is already stored (or
+   * repeated earlier in the batch) is not written; its slot in the result holds the existing id.
+   */
+  insert(tasks: readonly TaskState[]): Promise<TaskId[]>;
+  /** The task's full state, steps spliced into its document, or undefined. */
+  read(id: TaskId): Promise<TaskState | undefined>;
+  /**
+   * Atomically apply `change` to the task and store the result (its document replaces any
+   * appended steps). Rejects with NotFoundError when the task is missing.
+   */
+  update(id: TaskId, change: Change): Promise<TaskState>;
+  /**
+   * Atomically take the best due pending task of `kinds` (priority, then due time, then id)
+   * and store `change` of it; undefined when none is due.
+   */
+  claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined>;
+  /**
+   * Atomically apply `change` to every running task of `kinds` whose lease expired by
+   * `filter.now`, or is held by `filter.owner`.
+   */
+  sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]>;
+  /**
+   * Persist one step of a running task under its lease: a LeaseLostError, with nothing
+   * written, unless `token` is the task's current lease. Cost does not grow with the step count.
+   */
+  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void>;
+  /** Epoch ms of the earliest future due time or lease expiry among `kinds`, if any. */
+  nextWakeAt(kinds: KindFilter): Promise<number | undefined>;
+  /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */
+  changeVersion(): Promise<number>;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
   close(): Promise<void>;
 }

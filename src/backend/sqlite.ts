@@ -3,21 +3,34 @@
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
 import Database from "better-sqlite3";
-import { Kysely, Migrator, SqliteDialect } from "kysely";
+import { type Compilable, Kysely, Migrator, SqliteDialect } from "kysely";
+import { z } from "zod";
 import { MIGRATIONS, migrationProvider } from "../../migrations/index.js";
 import {
   BusyError,
   ClosedError,
   isRegistryError,
+  NotFoundError,
   ReadOnlyError,
   type RegistryError,
   SchemaVersionError,
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
+import { validate } from "../wire/codec.js";
+import { fence, overwriteDocument } from "../lifecycle.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
-import type { RegistryBackend, TaskRow } from "./port.js";
+import { spliceSteps } from "../wire/splice.js";
+import { claimOrder } from "./memory.js";
+import type {
+  Change,
+  KindFilter,
+  RegistryBackend,
+  SweepFilter,
+  TaskRow,
+  TaskState,
+} from "./port.js";
 
 export const DURABILITY_MODES = ["full", "normal"] as const;
 export type Durability = (typeof DURABILITY_MODES)[number];
@@ -34,38 +47,25 @@ export interface SqliteBackendOptions {
   readonly readOnly?: boolean;
 }
 
-interface Statements {
-  readonly get: PreparedQuery<{ id: string }, { data: string }>;
-  readonly put: PreparedQuery<{ id: string; kind: string; status: string; data: string; now: number }>;
-  readonly listFrom: PreparedQuery<{ from: string }, { id: string }>;
-  readonly cas: PreparedQuery<{
-    id: string;
-    expected: string;
-    kind: string;
-    status: string;
-    data: string;
-    now: number;
-  }>;
-  readonly pendingOfKind: PreparedQuery<{ kind: string; limit: number }, { data: string }>;
-  readonly pendingAll: PreparedQuery<{ limit: number }, { data: string }>;
-}
+type Columns = RegistryTables["tasks"];
+
+const backendOptionsSchema = z.object({
+  durability: z.enum(DURABILITY_MODES).default("full"),
+  busyTimeoutMs: z.number().int().min(0).max(2_147_483_647).default(10_000),
+  readOnly: z.boolean().default(false),
+});
 
 export class SqliteBackend implements RegistryBackend {
   readonly #db: Database.Database;
   readonly #ownsDatabase: boolean;
-  readonly #statements: Statements;
+  readonly #sql: Statements;
   readonly #busyTimeoutMs: number;
   #closed = false;
 
-  private constructor(
-    db: Database.Database,
-    ownsDatabase: boolean,
-    statements: Statements,
-    busyTimeoutMs: number,
-  ) {
+  private constructor(db: Database.Database, ownsDatabase: boolean, busyTimeoutMs: number) {
     this.#db = db;
     this.#ownsDatabase = ownsDatabase;
-    this.#statements = statements;
+    this.#sql = prepareStatements(db);
     this.#busyTimeoutMs = busyTimeoutMs;
   }
 
@@ -77,7 +77,7 @@ export class SqliteBackend implements RegistryBackend {
     target: string | Database.Database,
     options: SqliteBackendOptions = {},
   ): Promise<SqliteBackend> {
-    const busyTimeoutMs = options.busyTimeoutMs ?? 10_000;
+    const { durability, busyTimeoutMs } = validate(backendOptionsSchema, options, "$");
     const ownsDatabase = typeof target === "string";
     let db: Database.Database;
     try {
@@ -99,10 +99,10 @@ export class SqliteBackend implements RegistryBackend {
         }
         db.pragma("query_only = true");
       } else {
-        configure(db, options.durability ?? "full");
+        configure(db, durability);
         if (pending.length > 0) await retryWhileBusy(busyTimeoutMs, () => migrate(db));
       }
-      return new SqliteBackend(db, ownsDatabase, prepareStatements(db), busyTimeoutMs);
+      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs);
     } catch (error) {
       if (ownsDatabase) db.close();
       throw toRegistryError(error, "cannot open the registry database");
@@ -110,12 +110,15 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   get(id: TaskId): Promise<string | undefined> {
-    return this.#run("get", () => this.#statements.get.get({ id })?.data);
+    return this.#run("get", () => this.#read(id)?.data);
   }
 
   put(id: TaskId, row: TaskRow): Promise<void> {
-    return this.#run("put", () => {
-      this.#statements.put.run({ id, ...row, now: Date.now() });
+    return this.#transaction("put", () => {
+      const current = this.#readHead(id);
+      const next = overwriteDocument(current, id, row, Date.now());
+      if (current === undefined) this.#sql.insert.run(toColumns(next));
+      else this.#write(next);
     });
   }
 
@@ -124,7 +127,7 @@ export class SqliteBackend implements RegistryBackend {
       const ids: TaskId[] = [];
       // A range scan from the prefix stops at the first id past it: exact, unlike LIKE,
       // for which `_` in `task_` would be a wildcard.
-      for (const { id } of this.#statements.listFrom.iterate({ from: prefix })) {
+      for (const { id } of this.#sql.listFrom.iterate({ from: prefix })) {
         if (!id.startsWith(prefix)) break;
         ids.push(id as TaskId);
       }
@@ -133,20 +136,99 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
-    return this.#run(
-      "cas",
-      () => this.#statements.cas.run({ id, expected, ...next, now: Date.now() }).changes === 1,
-    );
+    return this.#transaction("cas", () => {
+      const current = this.#read(id);
+      if (current?.data !== expected) return false;
+      this.#write(overwriteDocument(current, id, next, Date.now()));
+      return true;
+    });
   }
 
   pending(kind: string, limit = -1): Promise<string[]> {
     return this.#run("pending", () => {
       const rows =
         kind === ""
-          ? this.#statements.pendingAll.all({ limit })
-          : this.#statements.pendingOfKind.all({ kind, limit });
+          ? this.#sql.pendingAll.all({ limit })
+          : this.#sql.pendingOfKind.all({ kind, limit });
       return rows.map((row) => row.data);
     });
+  }
+
+  insert(tasks: readonly TaskState[]): Promise<TaskId[]> {
+    return this.#transaction("insert", () =>
+      tasks.map((task) => {
+        if (task.idempotencyKey !== null) {
+          const existing = this.#sql.byIdempotencyKey.get({ key: task.idempotencyKey });
+          if (existing !== undefined) return existing.id as TaskId;
+        }
+        this.#sql.insert.run(toColumns(task));
+        return task.id;
+      }),
+    );
+  }
+
+  read(id: TaskId): Promise<TaskState | undefined> {
+    return this.#run("read", () => this.#read(id));
+  }
+
+  update(id: TaskId, change: Change): Promise<TaskState> {
+    return this.#transaction("update", () => {
+      const current = this.#read(id);
+      if (current === undefined) throw new NotFoundError(id);
+      return this.#write(change(current));
+    });
+  }
+
+  claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
+    return this.#transaction("claim", () => {
+      const candidates =
+        kinds.length === 0
+          ? [this.#sql.bestDueAny.get({ now })]
+          : kinds.map((kind) => this.#sql.bestDueOfKind.get({ kind, now }));
+      let best: TaskState | undefined;
+      for (const row of candidates) {
+        if (row === undefined) continue;
+        const state = fromColumns(row);
+        if (best === undefined || claimOrder(state, best) < 0) best = state;
+      }
+      return best && this.#write(change(this.#withSteps(best)));
+    });
+  }
+
+  sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
+    return this.#transaction("sweep", () =>
+      this.#sql.expired
+        .all({ now: filter.now, owner: filter.owner ?? null })
+        .map(fromColumns)
+        .filter((state) => kinds.length === 0 || kinds.includes(state.kind))
+        .map((state) => this.#write(change(this.#withSteps(state)))),
+    );
+  }
+
+  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void> {
+    return this.#transaction("appendStep", () => {
+      const current = this.#readHead(id);
+      if (current === undefined) throw new NotFoundError(id);
+      fence(current, token);
+      this.#sql.putStep.run({ id, ordinal, data: step });
+    });
+  }
+
+  /** Index lookups over every kind: waking early for another kind's task is harmless. */
+  nextWakeAt(_kinds: KindFilter): Promise<number | undefined> {
+    return this.#run("nextWakeAt", () => {
+      const due = this.#sql.earliestDue.get({})?.at ?? undefined;
+      const expiry = this.#sql.earliestExpiry.get({})?.at ?? undefined;
+      if (due === undefined) return expiry;
+      return expiry === undefined ? due : Math.min(due, expiry);
+    });
+  }
+
+  changeVersion(): Promise<number> {
+    return this.#run(
+      "changeVersion",
+      () => this.#db.pragma("data_version", { simple: true }) as number,
+    );
   }
 
   async close(): Promise<void> {
@@ -155,7 +237,38 @@ export class SqliteBackend implements RegistryBackend {
     if (this.#ownsDatabase) this.#db.close();
   }
 
-  /** Run one synchronous statement, retrying while another connection holds the lock. */
+  /** The task as stored, without appended steps. */
+  #readHead(id: TaskId): TaskState | undefined {
+    const row = this.#sql.read.get({ id });
+    return row && fromColumns(row);
+  }
+
+  /** The task with appended steps spliced into its document. */
+  #read(id: TaskId): TaskState | undefined {
+    const head = this.#readHead(id);
+    return head && this.#withSteps(head);
+  }
+
+  #withSteps(head: TaskState): TaskState {
+    const steps = this.#sql.stepsOf.all({ id: head.id });
+    if (steps.length === 0) return head;
+    return {
+      ...head,
+      data: spliceSteps(
+        head.data,
+        steps.map((row) => row.data),
+      ),
+    };
+  }
+
+  /** Store a whole state: its document now holds every step, so appended ones are dropped. */
+  #write(state: TaskState): TaskState {
+    this.#sql.update.run(toColumns(state));
+    this.#sql.clearSteps.run({ id: state.id });
+    return state;
+  }
+
+  /** One synchronous statement, retried while another connection holds the lock. */
   #run<T>(action: string, operation: () => T): Promise<T> {
     return retryWhileBusy(this.#busyTimeoutMs, () => {
       if (this.#closed) throw new ClosedError();
@@ -166,6 +279,54 @@ export class SqliteBackend implements RegistryBackend {
       }
     });
   }
+
+  /** `operation` inside one immediate (write-locked) transaction: no read-then-write race. */
+  #transaction<T>(action: string, operation: () => T): Promise<T> {
+    return this.#run(action, () => this.#db.transaction(operation).immediate());
+  }
+}
+
+function toColumns(state: TaskState): Columns {
+  return {
+    id: state.id,
+    kind: state.kind,
+    status: state.status,
+    data: state.data,
+    created_at: state.createdAt,
+    updated_at: state.updatedAt,
+    priority: state.priority,
+    run_at: state.runAt,
+    runs: state.runs,
+    max_attempts: state.maxAttempts,
+    lease_owner: state.lease?.owner ?? null,
+    lease_token: state.lease?.token ?? null,
+    lease_expires_at: state.lease?.expiresAt ?? null,
+    last_error: state.lastError,
+    idempotency_key: state.idempotencyKey,
+    cancel_requested: state.cancelRequested ? 1 : 0,
+  };
+}
+
+function fromColumns(row: Columns): TaskState {
+  return {
+    id: row.id as TaskId,
+    kind: row.kind,
+    status: row.status,
+    data: row.data,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    priority: row.priority,
+    runAt: row.run_at,
+    runs: row.runs,
+    maxAttempts: row.max_attempts,
+    lease:
+      row.lease_owner === null || row.lease_token === null || row.lease_expires_at === null
+        ? null
+        : { owner: row.lease_owner, token: row.lease_token, expiresAt: row.lease_expires_at },
+    lastError: row.last_error,
+    idempotencyKey: row.idempotency_key,
+    cancelRequested: row.cancel_requested !== 0,
+  };
 }
 
 /** Names of our migrations not yet applied; refuses a file from a newer or foreign schema. */
@@ -205,15 +366,29 @@ function configure(db: Database.Database, durability: Durability): void {
   db.pragma("busy_timeout = 0");
 }
 
+/**
+ * Apply every pending migration in one immediate transaction: two processes opening a new
+ * file at once serialize here (the loser retries, then finds nothing to do), and a crash
+ * mid-migration leaves the file as it was. Kysely's SQLite adapter takes no lock of its own.
+ */
 async function migrate(db: Database.Database): Promise<void> {
-  const migrator = new Migrator({
-    db: kyselyFor(db),
-    provider: migrationProvider,
-    migrationTableName: MIGRATION_TABLE,
-    migrationLockTableName: MIGRATION_LOCK_TABLE,
-  });
-  const { error } = await migrator.migrateToLatest();
-  if (error !== undefined) throw error;
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    if (pendingMigrations(db).length > 0) {
+      const migrator = new Migrator({
+        db: kyselyFor(db),
+        provider: migrationProvider,
+        migrationTableName: MIGRATION_TABLE,
+        migrationLockTableName: MIGRATION_LOCK_TABLE,
+      });
+      const { error } = await migrator.migrateToLatest();
+      if (error !== undefined) throw error;
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    if (db.inTransaction) db.exec("ROLLBACK");
+    throw error;
+  }
 }
 
 /** A Kysely instance used only to build SQL and run migrations; never destroyed (that would close `db`). */
@@ -221,56 +396,116 @@ function kyselyFor(db: Database.Database): Kysely<RegistryTables> {
   return new Kysely<RegistryTables>({ dialect: new SqliteDialect({ database: db }) });
 }
 
-function prepareStatements(db: Database.Database): Statements {
+const COLUMN_NAMES = [
+  "id",
+  "kind",
+  "status",
+  "data",
+  "created_at",
+  "updated_at",
+  "priority",
+  "run_at",
+  "runs",
+  "max_attempts",
+  "lease_owner",
+  "lease_token",
+  "lease_expires_at",
+  "last_error",
+  "idempotency_key",
+  "cancel_requested",
+] as const satisfies readonly (keyof Columns)[];
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+function prepareStatements(db: Database.Database) {
   const k = kyselyFor(db);
+  const allColumns = Object.fromEntries(
+    COLUMN_NAMES.map((name) => [name, param(name)]),
+  ) as unknown as Columns;
+  const { id: _id, created_at: _created, ...mutableColumns } = allColumns;
   const pendingBase = k
     .selectFrom("tasks")
     .select("data")
     .where("status", "=", "pending")
     .orderBy("id")
     .limit(param<number>("limit"));
+  const bestDue = k
+    .selectFrom("tasks")
+    .selectAll()
+    .where("status", "=", "pending")
+    .where("run_at", "<=", param<number>("now"))
+    .orderBy("priority", "desc")
+    .orderBy("run_at")
+    .orderBy("id")
+    .limit(1);
+  const prepare = <P extends object, R>(query: Compilable<R>) => new PreparedQuery<P, R>(db, query);
   return {
-    get: new PreparedQuery(db, k.selectFrom("tasks").select("data").where("id", "=", param<string>("id"))),
-    put: new PreparedQuery(
-      db,
+    read: prepare<{ id: string }, Columns>(
+      k.selectFrom("tasks").selectAll().where("id", "=", param<string>("id")),
+    ),
+    stepsOf: prepare<{ id: string }, { data: string }>(
       k
-        .insertInto("tasks")
-        .values({
-          id: param("id"),
-          kind: param("kind"),
-          status: param("status"),
-          data: param("data"),
-          created_at: param("now"),
-          updated_at: param("now"),
-        })
+        .selectFrom("task_steps")
+        .select("data")
+        .where("task_id", "=", param<string>("id"))
+        .orderBy("ordinal"),
+    ),
+    insert: prepare<Columns, never>(k.insertInto("tasks").values(allColumns)),
+    update: prepare<Columns, never>(
+      k.updateTable("tasks").set(mutableColumns).where("id", "=", param<string>("id")),
+    ),
+    clearSteps: prepare<{ id: string }, never>(
+      k.deleteFrom("task_steps").where("task_id", "=", param<string>("id")),
+    ),
+    putStep: prepare<{ id: string; ordinal: number; data: string }, never>(
+      k
+        .insertInto("task_steps")
+        .values({ task_id: param("id"), ordinal: param("ordinal"), data: param("data") })
         .onConflict((oc) =>
-          oc.column("id").doUpdateSet((eb) => ({
-            kind: eb.ref("excluded.kind"),
-            status: eb.ref("excluded.status"),
-            data: eb.ref("excluded.data"),
-            updated_at: eb.ref("excluded.updated_at"),
-          })),
+          oc
+            .columns(["task_id", "ordinal"])
+            .doUpdateSet((eb) => ({ data: eb.ref("excluded.data") })),
         ),
     ),
-    listFrom: new PreparedQuery(
-      db,
+    listFrom: prepare<{ from: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("id", ">=", param<string>("from")).orderBy("id"),
     ),
-    cas: new PreparedQuery(
-      db,
-      k
-        .updateTable("tasks")
-        .set({
-          kind: param("kind"),
-          status: param("status"),
-          data: param("data"),
-          updated_at: param("now"),
-        })
-        .where("id", "=", param<string>("id"))
-        .where("data", "=", param<string>("expected")),
+    pendingOfKind: prepare<{ kind: string; limit: number }, { data: string }>(
+      pendingBase.where("kind", "=", param<string>("kind")),
     ),
-    pendingOfKind: new PreparedQuery(db, pendingBase.where("kind", "=", param<string>("kind"))),
-    pendingAll: new PreparedQuery(db, pendingBase),
+    pendingAll: prepare<{ limit: number }, { data: string }>(pendingBase),
+    byIdempotencyKey: prepare<{ key: string }, { id: string }>(
+      k.selectFrom("tasks").select("id").where("idempotency_key", "=", param<string>("key")),
+    ),
+    bestDueOfKind: prepare<{ kind: string; now: number }, Columns>(
+      bestDue.where("kind", "=", param<string>("kind")),
+    ),
+    bestDueAny: prepare<{ now: number }, Columns>(bestDue),
+    expired: prepare<{ now: number; owner: string | null }, Columns>(
+      k
+        .selectFrom("tasks")
+        .selectAll()
+        .where("status", "=", "running")
+        .where((eb) =>
+          eb.or([
+            eb("lease_expires_at", "<=", param<number>("now")),
+            eb("lease_owner", "=", param<string>("owner")),
+          ]),
+        )
+        .orderBy("lease_expires_at"),
+    ),
+    earliestDue: prepare<Record<string, never>, { at: number | null }>(
+      k
+        .selectFrom("tasks")
+        .select((eb) => eb.fn.min("run_at").as("at"))
+        .where("status", "=", "pending"),
+    ),
+    earliestExpiry: prepare<Record<string, never>, { at: number | null }>(
+      k
+        .selectFrom("tasks")
+        .select((eb) => eb.fn.min("lease_expires_at").as("at"))
+        .where("status", "=", "running"),
+    ),
   };
 }
 
@@ -291,9 +526,12 @@ async function retryWhileBusy<T>(timeoutMs: number, operation: () => T | Promise
     } catch (error) {
       if (!isBusy(error)) throw error;
       if (Date.now() >= deadline) {
-        throw new BusyError(`the database stayed locked by another connection for ${timeoutMs} ms`, {
-          cause: error,
-        });
+        throw new BusyError(
+          `the database stayed locked by another connection for ${timeoutMs} ms`,
+          {
+            cause: error,
+          },
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random())));
     }

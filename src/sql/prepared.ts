@@ -15,7 +15,7 @@ export function param<T>(name: string): T {
 
 type Binder<P> = (values: P) => unknown[];
 
-export class PreparedQuery<P extends Record<string, unknown>, R = unknown> {
+export class PreparedQuery<P extends object, R = unknown> {
   readonly #statement: BetterSqlite3.Statement;
   readonly #bind: Binder<P>;
 

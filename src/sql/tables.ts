@@ -12,10 +12,33 @@ export interface TasksTable {
   data: string;
   created_at: number;
   updated_at: number;
+  /** Higher runs first. */
+  priority: number;
+  /** Not claimed before this time. */
+  run_at: number;
+  /** How many times the task was claimed (the document's `attempts` counts checkpoints). */
+  runs: number;
+  max_attempts: number;
+  lease_owner: string | null;
+  lease_token: string | null;
+  lease_expires_at: number | null;
+  /** The last failure, as CruxErr JSON. */
+  last_error: string | null;
+  idempotency_key: string | null;
+  /** 1 once cancel() was asked for a running task. */
+  cancel_requested: number;
+}
+
+/** Steps appended since the task document was last written, spliced into its checkpoint on read. */
+export interface TaskStepsTable {
+  task_id: string;
+  ordinal: number;
+  data: string;
 }
 
 export interface RegistryTables {
   tasks: TasksTable;
+  task_steps: TaskStepsTable;
 }
 
 /** Names of the migration bookkeeping tables, apart from an application's own Kysely ones. */

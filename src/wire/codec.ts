@@ -4,7 +4,7 @@
  * The writers build the text directly so the order is fixed by code, not by object shape.
  */
 import type { z } from "zod";
-import { ValidationError } from "../errors.js";
+import { RegistryError, SerializationError, ValidationError } from "../errors.js";
 import {
   formatF32,
   formatF64,
@@ -34,6 +34,21 @@ export function decodeTask(text: string): Task {
 /** Decode a Crux document; a malformed one is a ValidationError naming the bad field's path. */
 export function decodeCrux(text: string): Crux {
   return decodeWith(cruxSchema, text);
+}
+
+/** Decode a document read from storage: a malformed one is a SerializationError, as in the seed. */
+export function decodeStoredTask(document: unknown): Task {
+  if (typeof document !== "string") {
+    throw new SerializationError(`the stored document is ${typeof document}, not text`);
+  }
+  try {
+    return decodeTask(document);
+  } catch (error) {
+    if (error instanceof RegistryError) {
+      throw new SerializationError(error.message, { cause: error });
+    }
+    throw error;
+  }
 }
 
 /** Validate a Task value and write it in the Rust crate's exact format. */

@@ -41,17 +41,34 @@ const u64Bigint = z
   .transform((v) => BigInt(v));
 const u64 = u64Bigint.transform((v): U64 => (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v));
 
-/** f32/f64 fields: an integral value such as `1.0` arrives as F64. */
+/** f64 fields: an integral value such as `1.0` arrives as F64. */
 const float = z
   .union([z.number(), z.instanceof(F64).transform((f) => f.value)])
   .pipe(z.number().refine(Number.isFinite, "expected a finite number"));
+/** f32 fields: also finite once rounded to f32. */
+const float32 = float.refine(
+  (n) => Number.isFinite(Math.fround(n)),
+  "expected a number within the f32 range",
+);
 
 const TIMESTAMP =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{3}|\.\d{6}|\.\d{9})?Z$/;
 /** RFC 3339 UTC with `Z` and 0, 3, 6 or 9 fractional digits, kept as text (Rust keeps nanoseconds). */
 export const timestampSchema = z
   .string()
-  .regex(TIMESTAMP, "expected an RFC 3339 UTC timestamp ending in Z");
+  .regex(TIMESTAMP, "expected an RFC 3339 UTC timestamp ending in Z")
+  .refine(isCalendarDate, "expected a date that exists");
+
+/** 2023-02-29 matches the pattern but chrono cannot read it. */
+function isCalendarDate(text: string): boolean {
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(5, 7));
+  const day = Number(text.slice(8, 10));
+  return new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day;
+}
+
+/** Strings must have a UTF-8 form: serde_json cannot read a lone surrogate. */
+const text = z.string().refine((s) => s.isWellFormed(), "expected text without lone surrogates");
 
 /** Any JSON value; its JSON-ness is checked when it is encoded. */
 const json = z.custom<Json>((v) => v !== undefined, "expected a JSON value");
@@ -82,10 +99,10 @@ export type CruxErr =
 
 export const cruxErrSchema: z.ZodType<CruxErr, unknown> = z.lazy(() =>
   z.discriminatedUnion("kind", [
-    z.object({ kind: z.literal("step_failed"), step: z.string(), message: z.string() }),
+    z.object({ kind: z.literal("step_failed"), step: text, message: text }),
     z.object({
       kind: z.literal("low_confidence"),
-      step: z.string(),
+      step: text,
       score: float,
       threshold: float,
     }),
@@ -95,29 +112,29 @@ export const cruxErrSchema: z.ZodType<CruxErr, unknown> = z.lazy(() =>
       limit: u64,
       actual: u64,
     }),
-    z.object({ kind: z.literal("delegation"), to: z.string(), source: cruxErrSchema }),
-    z.object({ kind: z.literal("cancelled"), reason: z.string() }),
+    z.object({ kind: z.literal("delegation"), to: text, source: cruxErrSchema }),
+    z.object({ kind: z.literal("cancelled"), reason: text }),
     z.object({
       kind: z.literal("replay_mismatch"),
-      step: z.string(),
+      step: text,
       expected: u64,
       actual: u64,
     }),
-    z.object({ kind: z.literal("denied"), step: z.string(), reason: z.string() }),
+    z.object({ kind: z.literal("denied"), step: text, reason: text }),
   ]),
 );
 
 export const stepSchema = z.object({
-  name: z.string(),
+  name: text,
   kind: z.enum(STEP_KINDS),
   status: z.enum(STEP_STATUSES),
-  confidence: float,
+  confidence: float32,
   started_at: timestampSchema,
   duration_ms: u64,
   input_hash: u64Bigint,
   content_hash: u64Bigint.nullable(),
   output: json.nullable(),
-  error: z.string().nullable(),
+  error: text.nullable(),
   attempt: u32,
   events: z.array(json).readonly().default([]),
   metadata: z.record(z.string(), json).default({}),
@@ -144,7 +161,7 @@ export interface Crux {
 export const cruxSchema: z.ZodType<Crux, unknown> = z.lazy(() =>
   z.object({
     id: cruxIdSchema,
-    agent: z.string(),
+    agent: text,
     value: cruxValueSchema,
     steps: z.array(stepSchema).readonly(),
     children: z.array(cruxSchema).readonly(),
@@ -155,7 +172,7 @@ export const cruxSchema: z.ZodType<Crux, unknown> = z.lazy(() =>
 
 export const taskSchema = z.object({
   id: taskIdSchema,
-  kind: z.string(),
+  kind: text,
   status: z.enum(TASK_STATUSES),
   input: json,
   checkpoint: cruxSchema.nullable(),

@@ -9,7 +9,7 @@ import { decodeTask, encodeTask } from "../../src/wire/codec.js";
 import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
-import { FailingCasBackend } from "../support/failing-cas.js";
+import { failingCas } from "../support/failing-cas.js";
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   const error = await promise.then(
@@ -115,21 +115,21 @@ describe.each(BACKENDS)("seed tests on $name", (factory) => {
   });
 
   it("update_status_succeeds_after_cas_retries", async () => {
-    const failing = new TaskRegistry(new FailingCasBackend(await backend(), 2));
+    const failing = new TaskRegistry(failingCas(await backend(), 2));
     const id = await failing.submit("build", null);
     await failing.updateStatus(id, "running");
     expect((await failing.get(id)).status).toBe("running");
   });
 
   it("update_status_returns_conflict_when_all_retries_fail", async () => {
-    const failing = new TaskRegistry(new FailingCasBackend(await backend(), 3));
+    const failing = new TaskRegistry(failingCas(await backend(), 3));
     const id = await failing.submit("build", null);
     await expectCode(failing.updateStatus(id, "running"), "CONFLICT");
     expect((await failing.get(id)).status).toBe("pending");
   });
 
   it("checkpoint_succeeds_after_cas_retries", async () => {
-    const failing = new TaskRegistry(new FailingCasBackend(await backend(), 2));
+    const failing = new TaskRegistry(failingCas(await backend(), 2));
     const id = await failing.submit("analyze", null);
     await failing.checkpoint(id, makeCrux());
     const task = await failing.get(id);
@@ -138,7 +138,7 @@ describe.each(BACKENDS)("seed tests on $name", (factory) => {
   });
 
   it("checkpoint_returns_conflict_when_all_retries_fail", async () => {
-    const failing = new TaskRegistry(new FailingCasBackend(await backend(), 3));
+    const failing = new TaskRegistry(failingCas(await backend(), 3));
     const id = await failing.submit("analyze", null);
     const error = await failing.checkpoint(id, makeCrux()).catch((e: unknown) => e);
     expect(hasErrorCode(error, "CONFLICT")).toBe(true);
@@ -147,7 +147,7 @@ describe.each(BACKENDS)("seed tests on $name", (factory) => {
   });
 
   it("the CAS retry bound is configurable", async () => {
-    const failing = new TaskRegistry(new FailingCasBackend(await backend(), 4), { casRetries: 5 });
+    const failing = new TaskRegistry(failingCas(await backend(), 4), { casRetries: 5 });
     const id = await failing.submit("build", null);
     await failing.updateStatus(id, "done");
     expect((await failing.get(id)).status).toBe("done");

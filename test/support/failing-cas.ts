@@ -1,37 +1,20 @@
-import type { RegistryBackend, TaskRow } from "../../src/backend/port.js";
-import type { TaskId } from "../../src/ids.js";
+import type { RegistryBackend } from "../../src/backend/port.js";
 
 /** The seed's FailingCasBackend: the first `failures` CAS calls lose without writing. */
-export class FailingCasBackend implements RegistryBackend {
-  #failuresLeft: number;
-
-  constructor(
-    private readonly inner: RegistryBackend,
-    failures: number,
-  ) {
-    this.#failuresLeft = failures;
-  }
-
-  get(id: TaskId): Promise<string | undefined> {
-    return this.inner.get(id);
-  }
-  put(id: TaskId, row: TaskRow): Promise<void> {
-    return this.inner.put(id, row);
-  }
-  list(prefix: string): Promise<TaskId[]> {
-    return this.inner.list(prefix);
-  }
-  async cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
-    if (this.#failuresLeft > 0) {
-      this.#failuresLeft--;
+export function failingCas(inner: RegistryBackend, failures: number): RegistryBackend {
+  let failuresLeft = failures;
+  const cas: RegistryBackend["cas"] = async (id, expected, next) => {
+    if (failuresLeft > 0) {
+      failuresLeft--;
       return false;
     }
-    return this.inner.cas(id, expected, next);
-  }
-  pending(kind: string, limit?: number): Promise<string[]> {
-    return this.inner.pending(kind, limit);
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
+    return inner.cas(id, expected, next);
+  };
+  return new Proxy(inner, {
+    get(target, property) {
+      if (property === "cas") return cas;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

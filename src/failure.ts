@@ -1,0 +1,28 @@
+import type { CruxErr } from "./wire/schema.js";
+
+/** Throw it from a handler or a step to fail the run with a specific CruxErr. */
+export class CruxFailure extends Error {
+  constructor(readonly err: CruxErr) {
+    super(describeCruxErr(err));
+    this.name = "CruxFailure";
+  }
+}
+
+export function describeCruxErr(err: CruxErr): string {
+  switch (err.kind) {
+    case "step_failed":
+      return err.step === "" ? err.message : `step ${err.step} failed: ${err.message}`;
+    case "low_confidence":
+      return `step ${err.step} scored ${err.score}, below ${err.threshold}`;
+    case "budget_exceeded":
+      return `${err.budget_kind} budget exceeded: ${err.actual} > ${err.limit}`;
+    case "delegation":
+      return `delegation to ${err.to} failed: ${describeCruxErr(err.source)}`;
+    case "cancelled":
+      return `cancelled: ${err.reason}`;
+    case "replay_mismatch":
+      return `replay mismatch at step ${err.step}: expected input hash ${err.expected}, got ${err.actual}`;
+    case "denied":
+      return `step ${err.step} denied: ${err.reason}`;
+  }
+}

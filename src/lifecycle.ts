@@ -1,0 +1,266 @@
+/**
+ * The lease and retry state machine, as pure functions from one TaskState to the next.
+ * Adapters apply them inside one write transaction; the memory adapter and the model-based
+ * tests use the very same functions, so there is one definition of every transition.
+ *
+ *   pending ──claim──▶ running ──complete──▶ done
+ *      ▲                 │  ├──fail (runs < maxAttempts)──▶ pending (after backoff)
+ *      │                 │  ├──fail (out of runs, cancelled)──▶ failed ──retry──▶ pending
+ *      └──release/expire─┘  └──expire (out of runs)──▶ failed
+ *   pending ──cancel──▶ failed      running ──cancel──▶ running, cancelRequested
+ */
+import type { Lease, TaskRow, TaskState } from "./backend/port.js";
+import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
+import { newCruxId, type TaskId } from "./ids.js";
+import { decodeStoredTask, writeCruxErr, writeTask, writeTaskWithInput } from "./wire/codec.js";
+import type { Json } from "./wire/json.js";
+import type { Crux, CruxErr, Step, Task, TaskStatus } from "./wire/schema.js";
+
+export const DEFAULT_MAX_ATTEMPTS = 3;
+
+export interface NewTask {
+  readonly id: TaskId;
+  readonly kind: string;
+  /** The input, already encoded as JSON text. */
+  readonly inputText: string;
+  readonly priority: number;
+  readonly runAt: number;
+  readonly maxAttempts: number;
+  readonly idempotencyKey: string | null;
+}
+
+export function newTaskState(task: NewTask, now: number): TaskState {
+  const { inputText, ...rest } = task;
+  return {
+    ...rest,
+    status: "pending",
+    data: writeTaskWithInput(
+      { id: task.id, kind: task.kind, status: "pending", checkpoint: null, attempts: 0 },
+      inputText,
+    ),
+    runs: 0,
+    lease: null,
+    lastError: null,
+    cancelRequested: false,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/**
+ * The seed's `put`/`cas`: a new document for the task. Scheduling state is kept; a status
+ * other than running ends the lease, since nobody may finish the task under it any more.
+ */
+export function overwriteDocument(
+  current: TaskState | undefined,
+  id: TaskId,
+  row: TaskRow,
+  now: number,
+): TaskState {
+  if (!row.data.isWellFormed()) {
+    // SQLite stores text as UTF-8 and would silently replace a lone surrogate.
+    throw new ValidationError("$.data", "the document has a lone surrogate and no UTF-8 form");
+  }
+  const base: TaskState = current ?? {
+    id,
+    kind: row.kind,
+    status: row.status,
+    data: row.data,
+    priority: 0,
+    runAt: 0,
+    runs: 0,
+    maxAttempts: DEFAULT_MAX_ATTEMPTS,
+    lease: null,
+    lastError: null,
+    idempotencyKey: null,
+    cancelRequested: false,
+    createdAt: now,
+    updatedAt: now,
+  };
+  return {
+    ...base,
+    ...row,
+    lease: row.status === "running" ? base.lease : null,
+    updatedAt: now,
+  };
+}
+
+/** Take a due pending task: a new lease, one more run, and a mid-run checkpoint to append steps to. */
+export function claimTask(state: TaskState, lease: Lease, now: number): TaskState {
+  if (state.status !== "pending") {
+    throw new InvalidStateError(`task ${state.id} is ${state.status}, not pending`);
+  }
+  return withDocument({ ...state, runs: state.runs + 1, lease }, "running", now, (task) => ({
+    ...task,
+    checkpoint: runningCheckpoint(task, now),
+  }));
+}
+
+/** Extend the lease of the current holder. */
+export function heartbeatTask(
+  state: TaskState,
+  token: string,
+  leaseMs: number,
+  now: number,
+): TaskState {
+  const lease = fence(state, token);
+  return { ...state, lease: { ...lease, expiresAt: now + leaseMs }, updatedAt: now };
+}
+
+/** Finish the run: `{"Ok": value}`, `finished_at`, status done. */
+export function completeTask(state: TaskState, token: string, value: Json, now: number): TaskState {
+  fence(state, token);
+  return finish(state, "done", { Ok: value }, now);
+}
+
+/**
+ * A failed run: back to pending at `retryAt` while runs remain, else failed for good (also
+ * when the task was cancelled or the error cannot heal by retrying, such as a replay mismatch).
+ */
+export function failTask(
+  state: TaskState,
+  token: string,
+  error: CruxErr,
+  now: number,
+  retryAt: number,
+): TaskState {
+  fence(state, token);
+  const failed = { ...state, lastError: writeCruxErr(error) };
+  const final =
+    state.cancelRequested || state.runs >= state.maxAttempts || error.kind === "replay_mismatch";
+  return final
+    ? finish(failed, "failed", { Err: error }, now)
+    : withDocument({ ...failed, lease: null, runAt: retryAt }, "pending", now, (task) => task);
+}
+
+/** Give the task back unfinished (a worker shutting down); it is due again at once. */
+export function releaseTask(state: TaskState, token: string, now: number): TaskState {
+  fence(state, token);
+  return withDocument({ ...state, lease: null, runAt: now }, "pending", now, (task) => task);
+}
+
+/**
+ * A lease expired (or, with `force`, its owner says it is dead): retry at once while runs
+ * remain, else fail for good.
+ */
+export function expireTask(state: TaskState, now: number, force = false): TaskState {
+  if (state.status !== "running" || state.lease === null) return state;
+  if (state.lease.expiresAt > now && !force) return state;
+  const error: CruxErr = state.cancelRequested
+    ? { kind: "cancelled", reason: "cancelled while running; its worker stopped" }
+    : {
+        kind: "step_failed",
+        step: "",
+        message: `lease of ${state.lease.owner} ended without the run finishing (run ${state.runs} of ${state.maxAttempts})`,
+      };
+  return failTask(state, state.lease.token, error, now, now);
+}
+
+/** A pending task never runs; a running one is asked to stop (its worker sees it at the next step). */
+export function cancelTask(state: TaskState, reason: string, now: number): TaskState {
+  if (state.status === "pending") {
+    return finish(
+      { ...state, lastError: writeCruxErr({ kind: "cancelled", reason }) },
+      "failed",
+      { Err: { kind: "cancelled", reason } },
+      now,
+    );
+  }
+  if (state.status === "running" && !state.cancelRequested) {
+    return { ...state, cancelRequested: true, updatedAt: now };
+  }
+  return state;
+}
+
+/** Put a failed task back: pending now, with a fresh allowance of runs. */
+export function retryTask(state: TaskState, now: number): TaskState {
+  if (state.status !== "failed") {
+    throw new InvalidStateError(
+      `task ${state.id} is ${state.status}; only failed tasks are retried`,
+    );
+  }
+  return withDocument(
+    { ...state, runs: 0, runAt: now, cancelRequested: false },
+    "pending",
+    now,
+    (task) => ({
+      ...task,
+      checkpoint: task.checkpoint && { ...task.checkpoint, value: { Ok: null }, finished_at: null },
+    }),
+  );
+}
+
+/** Overwrite step `ordinal` of the running task's checkpoint (a re-run of a step already stored). */
+export function replaceStep(
+  state: TaskState,
+  token: string,
+  ordinal: number,
+  step: Step,
+  now: number,
+): TaskState {
+  fence(state, token);
+  return withDocument(state, "running", now, (task) => {
+    const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
+    const steps = [...checkpoint.steps];
+    steps[ordinal] = step;
+    return { ...task, checkpoint: { ...checkpoint, steps } };
+  });
+}
+
+/** The lease, if `token` holds it; otherwise a LeaseLostError saying why not. */
+export function fence(state: TaskState, token: string): Lease {
+  if (state.status !== "running" || state.lease === null) {
+    throw new LeaseLostError(state.id, `the task is ${state.status}`);
+  }
+  if (state.lease.token !== token) {
+    throw new LeaseLostError(state.id, `the lease now belongs to ${state.lease.owner}`);
+  }
+  return state.lease;
+}
+
+function finish(
+  state: TaskState,
+  status: "done" | "failed",
+  value: Crux["value"],
+  now: number,
+): TaskState {
+  return withDocument({ ...state, lease: null }, status, now, (task) => ({
+    ...task,
+    checkpoint: {
+      ...runningCheckpoint(task, now),
+      value,
+      finished_at: timestamp(now),
+    },
+  }));
+}
+
+/** Re-encode the document with a new status after `edit`; columns and document stay in step. */
+function withDocument(
+  state: TaskState,
+  status: TaskStatus,
+  now: number,
+  edit: (task: Task) => Task,
+): TaskState {
+  const task = edit({ ...decodeStoredTask(state.data), status });
+  return { ...state, status, data: writeTask(task), updatedAt: now };
+}
+
+/** The task's checkpoint as a run in progress; a new one if it has none yet. */
+function runningCheckpoint(task: Task, now: number): Crux {
+  if (task.checkpoint === null) {
+    return {
+      id: newCruxId(now),
+      agent: task.kind,
+      value: { Ok: null },
+      steps: [],
+      children: [],
+      started_at: timestamp(now),
+      finished_at: null,
+    };
+  }
+  return { ...task.checkpoint, value: { Ok: null }, finished_at: null };
+}
+
+export function timestamp(epochMs: number): string {
+  return new Date(epochMs).toISOString();
+}

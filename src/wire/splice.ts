@@ -1,0 +1,73 @@
+/**
+ * Splice appended step documents into the top-level checkpoint's `steps` array of a Task
+ * document, as text: reading a task whose steps were persisted one by one costs one scan of
+ * the document, with no parse and no re-encoding of what is already there.
+ */
+
+/** The Task document with `steps` appended (in order) to its checkpoint's steps array. */
+export function spliceSteps(document: string, steps: readonly string[]): string {
+  if (steps.length === 0) return document;
+  const checkpoint = valueOfKey(document, 0, "checkpoint");
+  if (checkpoint === undefined || document[checkpoint] !== "{") {
+    throw new Error("the task document has no checkpoint to append steps to");
+  }
+  const array = valueOfKey(document, checkpoint, "steps");
+  if (array === undefined || document[array] !== "[") {
+    throw new Error("the checkpoint has no steps array");
+  }
+  const end = skipValue(document, array) - 1; // the closing `]`
+  const separator = document[skipSpace(document, array + 1)] === "]" ? "" : ",";
+  return `${document.slice(0, end)}${separator}${steps.join(",")}${document.slice(end)}`;
+}
+
+/** Position of the value of `key` in the object starting at `start`, or undefined. */
+function valueOfKey(text: string, start: number, key: string): number | undefined {
+  let i = skipSpace(text, start + 1); // past `{`
+  while (text[i] === '"') {
+    const keyEnd = skipString(text, i);
+    const name = text.slice(i + 1, keyEnd - 1); // our keys have no escapes
+    const value = skipSpace(text, skipSpace(text, keyEnd) + 1); // past `:`
+    if (name === key) return value;
+    i = skipSpace(text, skipValue(text, value));
+    if (text[i] === ",") i = skipSpace(text, i + 1);
+  }
+  return undefined;
+}
+
+/** Position just past the JSON value starting at `i`. */
+function skipValue(text: string, i: number): number {
+  const c = text[i];
+  if (c === '"') return skipString(text, i);
+  if (c !== "{" && c !== "[") {
+    let j = i;
+    while (j < text.length && !",}] \n\r\t".includes(text[j] as string)) j++;
+    return j;
+  }
+  let depth = 0;
+  for (let j = i; j < text.length; j++) {
+    const ch = text[j];
+    if (ch === '"') j = skipString(text, j) - 1;
+    else if (ch === "{" || ch === "[") depth++;
+    else if (ch === "}" || ch === "]") {
+      depth--;
+      if (depth === 0) return j + 1;
+    }
+  }
+  throw new Error("unterminated JSON value");
+}
+
+/** Position just past the string literal starting at `i` (a `"`). */
+function skipString(text: string, i: number): number {
+  for (let j = i + 1; j < text.length; j++) {
+    const ch = text[j];
+    if (ch === "\\") j++;
+    else if (ch === '"') return j + 1;
+  }
+  throw new Error("unterminated JSON string");
+}
+
+function skipSpace(text: string, i: number): number {
+  let j = i;
+  while (text[j] === " " || text[j] === "\n" || text[j] === "\r" || text[j] === "\t") j++;
+  return j;
+}

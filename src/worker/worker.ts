@@ -1,0 +1,277 @@
+/**
+ * A worker loop: claim due tasks of some kinds, run the handler with durable steps, keep the
+ * lease alive with heartbeats, and complete or fail the run. Idle, it sleeps until work is
+ * submitted in this process, another process commits, a delayed task falls due, or the poll
+ * interval passes (when expired leases are swept) — never a hot loop.
+ */
+import { hostname } from "node:os";
+import type { KindFilter, RegistryBackend } from "../backend/port.js";
+import { hasErrorCode, ValidationError } from "../errors.js";
+import type { RegistryEventEmitter } from "../events.js";
+import { CruxFailure } from "../failure.js";
+import type { ClaimedTask, TaskRegistry } from "../registry.js";
+import { Wakeup } from "../wakeup.js";
+import type { Json } from "../wire/json.js";
+import type { Task } from "../wire/schema.js";
+import { WorkContext } from "./context.js";
+import { REPLAY_MODES, type ReplayMode } from "./replay.js";
+
+export type WorkHandler<I = Json> = (task: Task, ctx: WorkContext<I>) => unknown;
+
+export interface WorkOptions {
+  /** Tasks run at once. Default 1. */
+  readonly concurrency?: number;
+  /** Lease length. Default 30 s; at least 100 ms. */
+  readonly leaseMs?: number;
+  /** Heartbeat period. Default a third of the lease. */
+  readonly heartbeatMs?: number;
+  /** Longest idle sleep; expired leases are swept at this period. Default 1 s. */
+  readonly pollIntervalMs?: number;
+  /** How often an idle worker checks whether another process committed. Default 5 ms. */
+  readonly changePollMs?: number;
+  /** Lease owner name. Default `host:pid:random`. */
+  readonly owner?: string;
+  /** Aborting it stops the worker, as `stop()` does. */
+  readonly signal?: AbortSignal;
+  /** How a resumed run matches its checkpoint. Default strict. */
+  readonly replay?: ReplayMode;
+  /** Errors of the loop itself (a storage failure while claiming, say). Default: console.error. */
+  readonly onError?: (error: unknown) => void;
+}
+
+export interface StopOptions {
+  /** How long in-flight handlers may take to finish before their leases are released. Default 10 s. */
+  readonly timeoutMs?: number;
+}
+
+interface WorkerInternals {
+  readonly backend: RegistryBackend;
+  readonly events: RegistryEventEmitter;
+  readonly wakeup: Wakeup;
+}
+
+interface Run {
+  readonly claimed: ClaimedTask;
+  readonly controller: AbortController;
+  /** Given back by stop(): the handler's outcome no longer matters. */
+  released: boolean;
+  done: Promise<void>;
+}
+
+export class Worker {
+  readonly owner: string;
+  readonly #registry: TaskRegistry;
+  readonly #kinds: KindFilter;
+  readonly #handler: WorkHandler<never>;
+  readonly #internals: WorkerInternals;
+  readonly #concurrency: number;
+  readonly #leaseMs: number;
+  readonly #heartbeatMs: number;
+  readonly #pollIntervalMs: number;
+  readonly #changePollMs: number;
+  readonly #replay: ReplayMode;
+  readonly #onError: (error: unknown) => void;
+  readonly #runs = new Map<string, Run>();
+  /** Wakes the loop when a run ends or stop() is called. */
+  readonly #local = new Wakeup();
+  readonly #stopping = new AbortController();
+  readonly #loop: Promise<void>;
+  #stopped: Promise<void> | undefined;
+
+  constructor(
+    registry: TaskRegistry,
+    kinds: KindFilter,
+    handler: WorkHandler<never>,
+    options: WorkOptions,
+    internals: WorkerInternals,
+  ) {
+    this.#registry = registry;
+    this.#kinds = kinds;
+    this.#handler = handler;
+    this.#internals = internals;
+    this.#concurrency = integerOption(options.concurrency, 1, 1, "concurrency");
+    this.#leaseMs = integerOption(options.leaseMs, 30_000, 100, "leaseMs");
+    this.#heartbeatMs = integerOption(
+      options.heartbeatMs,
+      Math.max(1, Math.floor(this.#leaseMs / 3)),
+      1,
+      "heartbeatMs",
+    );
+    this.#pollIntervalMs = integerOption(options.pollIntervalMs, 1000, 1, "pollIntervalMs");
+    this.#changePollMs = integerOption(options.changePollMs, 5, 1, "changePollMs");
+    this.#replay = options.replay ?? "strict";
+    if (!REPLAY_MODES.includes(this.#replay)) {
+      throw new ValidationError("$.replay", `expected one of ${REPLAY_MODES.join(", ")}`);
+    }
+    this.owner =
+      options.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+    this.#onError = options.onError ?? ((error) => console.error("cruxx-registry worker:", error));
+    options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
+    this.#loop = this.#run();
+  }
+
+  /** Tasks being handled right now. */
+  get inFlight(): number {
+    return this.#runs.size;
+  }
+
+  /**
+   * Stop claiming, let in-flight handlers finish for up to `timeoutMs`, then abort the rest
+   * and release their leases so another worker takes them at once. Idempotent.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    this.#stopped ??= this.#shutdown(options.timeoutMs ?? 10_000);
+    return this.#stopped;
+  }
+
+  async #shutdown(timeoutMs: number): Promise<void> {
+    this.#stopping.abort();
+    this.#local.notify();
+    await this.#loop;
+    const runs = [...this.#runs.values()];
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.allSettled(runs.map((run) => run.done)), timeout]);
+    clearTimeout(timer);
+    await Promise.all(
+      [...this.#runs.values()].map(async (run) => {
+        run.released = true;
+        run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "the worker stopped" }));
+        await this.#registry
+          .release(run.claimed.task.id, run.claimed.lease.token)
+          .catch((error) => {
+            if (!hasErrorCode(error, "LEASE_LOST")) this.#onError(error);
+          });
+      }),
+    );
+  }
+
+  async #run(): Promise<void> {
+    let nextSweepAt = 0;
+    let failures = 0;
+    while (!this.#stopping.signal.aborted) {
+      try {
+        if (this.#registry.now() >= nextSweepAt) {
+          await this.#registry.recover(this.#kinds);
+          nextSweepAt = this.#registry.now() + this.#pollIntervalMs;
+        }
+        while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
+          const claimed = await this.#registry.claim(this.#kinds, {
+            owner: this.owner,
+            leaseMs: this.#leaseMs,
+          });
+          if (claimed === null) break;
+          this.#start(claimed);
+        }
+        if (this.#stopping.signal.aborted) break;
+        await this.#idle(nextSweepAt);
+        failures = 0;
+      } catch (error) {
+        this.#onError(error);
+        failures++;
+        await this.#local.wait(
+          Math.min(this.#pollIntervalMs, 10 * 2 ** failures),
+          this.#stopping.signal,
+        );
+      }
+    }
+  }
+
+  /** Sleep until there may be something to do. */
+  async #idle(nextSweepAt: number): Promise<void> {
+    const now = this.#registry.now();
+    const busy = this.#runs.size >= this.#concurrency;
+    const due = busy ? undefined : await this.#registry.nextWakeAt(this.#kinds);
+    const wakeAt = Math.min(nextSweepAt, due ?? Number.POSITIVE_INFINITY);
+    if (wakeAt <= now) return;
+    const stopWaiting = new AbortController();
+    const signal = AbortSignal.any([stopWaiting.signal, this.#stopping.signal]);
+    const waits = [this.#local.wait(wakeAt - now, signal)];
+    if (!busy) {
+      waits.push(
+        this.#internals.wakeup.wait(wakeAt - now, signal),
+        this.#watchOtherProcesses(signal),
+      );
+    }
+    await Promise.race(waits);
+    stopWaiting.abort();
+  }
+
+  /** Resolves when another connection commits (which may be a submit), or on abort. */
+  async #watchOtherProcesses(signal: AbortSignal): Promise<void> {
+    const { backend } = this.#internals;
+    const start = await backend.changeVersion();
+    const tick = new Wakeup();
+    while (!signal.aborted) {
+      await tick.wait(this.#changePollMs, signal);
+      if (signal.aborted || (await backend.changeVersion()) !== start) return;
+    }
+  }
+
+  #start(claimed: ClaimedTask): void {
+    const run: Run = {
+      claimed,
+      controller: new AbortController(),
+      released: false,
+      done: Promise.resolve(),
+    };
+    this.#runs.set(claimed.task.id, run);
+    run.done = this.#execute(run).finally(() => {
+      this.#runs.delete(claimed.task.id);
+      this.#local.notify();
+    });
+  }
+
+  async #execute(run: Run): Promise<void> {
+    const { claimed, controller } = run;
+    const { id } = claimed.task;
+    const { token } = claimed.lease;
+    const beat = setInterval(() => void this.#heartbeat(run), this.#heartbeatMs);
+    try {
+      const ctx = new WorkContext(
+        this.#registry,
+        this.#internals.events,
+        claimed,
+        controller.signal,
+        this.#replay,
+      );
+      const value = await this.#handler(claimed.task, ctx as WorkContext<never>);
+      if (run.released) return;
+      await this.#registry.complete(id, token, value ?? null);
+    } catch (error) {
+      if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
+      const reason = controller.signal.aborted ? controller.signal.reason : error;
+      await this.#registry.fail(id, token, reason).catch((failError) => {
+        if (!hasErrorCode(failError, "LEASE_LOST")) this.#onError(failError);
+      });
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  async #heartbeat(run: Run): Promise<void> {
+    if (run.controller.signal.aborted) return;
+    const { id } = run.claimed.task;
+    try {
+      const { cancelRequested } = await this.#registry.heartbeat(id, run.claimed.lease.token, {
+        leaseMs: this.#leaseMs,
+      });
+      if (cancelRequested) {
+        run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "cancel() was called" }));
+      }
+    } catch (error) {
+      if (hasErrorCode(error, "LEASE_LOST")) run.controller.abort(error);
+      else this.#onError(error);
+    }
+  }
+}
+
+function integerOption(value: unknown, fallback: number, min: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw new ValidationError(`$.${name}`, `expected an integer of at least ${min}`);
+  }
+  return value;
+}
