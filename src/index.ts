@@ -1,5 +1,13 @@
 export { MemoryBackend } from "./backend/memory.js";
-export type { RegistryBackend, TaskRow } from "./backend/port.js";
+export type {
+  Change,
+  KindFilter,
+  Lease,
+  RegistryBackend,
+  SweepFilter,
+  TaskRow,
+  TaskState,
+} from "./backend/port.js";
 export {
   DURABILITY_MODES,
   type Durability,
@@ -7,6 +15,8 @@ export {
   type SqliteBackendOptions,
 } from "./backend/sqlite.js";
 export * from "./errors.js";
+export type { Listener, RegistryEventName, RegistryEvents } from "./events.js";
+export { CruxFailure } from "./failure.js";
 export {
   type CruxId,
   isCruxId,
@@ -16,7 +26,22 @@ export {
   type TaskId,
 } from "./ids.js";
 export { type OpenRegistryOptions, openRegistry } from "./open.js";
-export { type PendingOptions, TaskRegistry, type TaskRegistryOptions } from "./registry.js";
+export {
+  type ClaimedTask,
+  type ClaimOptions,
+  DEFAULT_LEASE_MS,
+  type FailResult,
+  type HeartbeatResult,
+  MIN_LEASE_MS,
+  type PendingOptions,
+  type RecoverOptions,
+  type RetryBackoff,
+  type SubmitOptions,
+  type SubmitRequest,
+  type TaskRecord,
+  TaskRegistry,
+  type TaskRegistryOptions,
+} from "./registry.js";
 export { decodeCrux, decodeTask, encodeCrux, encodeTask } from "./wire/codec.js";
 export { contentHash, identityHash } from "./wire/hash.js";
 export { F64, type Json, parseJson, stringifyJson } from "./wire/json.js";
@@ -36,3 +61,6 @@ export {
   type TaskStatus,
   type U64,
 } from "./wire/schema.js";
+export { type StepOptions, WorkContext } from "./worker/context.js";
+export { REPLAY_MODES, type ReplayMode } from "./worker/replay.js";
+export { type StopOptions, Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";

@@ -404,8 +404,12 @@ export class TaskRegistry {
   }
 
   /** Run `handler` for tasks of `kinds` until the returned worker is stopped. */
-  work(kinds: string | readonly string[], handler: WorkHandler, options: WorkOptions = {}): Worker {
-    return new Worker(this, checkKinds(kinds), handler, options, {
+  work<I = Json>(
+    kinds: string | readonly string[],
+    handler: WorkHandler<I>,
+    options: WorkOptions = {},
+  ): Worker {
+    return new Worker(this, checkKinds(kinds), handler as WorkHandler<never>, options, {
       backend: this.#backend,
       events: this.#events,
       wakeup: this.#wakeup,
