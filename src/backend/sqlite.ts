@@ -17,10 +17,10 @@ import {
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { validate } from "../wire/codec.js";
 import { fence, overwriteDocument } from "../lifecycle.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
+import { validate } from "../wire/codec.js";
 import { spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
 import type {
