@@ -398,9 +398,12 @@ export class TaskRegistry {
     return reclaimed.map(toRecord);
   }
 
-  /** When, at the earliest, a task of `kinds` becomes due or a lease expires. */
-  nextWakeAt(kinds: string | readonly string[] = []): Promise<number | undefined> {
-    return this.#backend.nextWakeAt(checkKinds(kinds));
+  /** The earliest time after `after` when a task of `kinds` falls due or a lease expires. */
+  nextWakeAt(
+    kinds: string | readonly string[] = [],
+    after = this.#now(),
+  ): Promise<number | undefined> {
+    return this.#backend.nextWakeAt(checkKinds(kinds), after);
   }
 
   /** Run `handler` for tasks of `kinds` until the returned worker is stopped. */

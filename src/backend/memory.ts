@@ -117,7 +117,7 @@ export class MemoryBackend implements RegistryBackend {
     entry.steps.set(ordinal, step);
   }
 
-  async nextWakeAt(kinds: KindFilter): Promise<number | undefined> {
+  async nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined> {
     this.#assertOpen();
     let next: number | undefined;
     for (const { state } of this.#entries.values()) {
@@ -128,7 +128,7 @@ export class MemoryBackend implements RegistryBackend {
           : state.status === "running"
             ? state.lease?.expiresAt
             : undefined;
-      if (at !== undefined && (next === undefined || at < next)) next = at;
+      if (at !== undefined && at > after && (next === undefined || at < next)) next = at;
     }
     return next;
   }

@@ -104,8 +104,11 @@ export interface RegistryBackend {
    * written, unless `token` is the task's current lease. Cost does not grow with the step count.
    */
   appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void>;
-  /** Epoch ms of the earliest future due time or lease expiry among `kinds`, if any. */
-  nextWakeAt(kinds: KindFilter): Promise<number | undefined>;
+  /**
+   * Epoch ms of the earliest due time or lease expiry later than `after` (the caller's last
+   * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks.
+   */
+  nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
   /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */
   changeVersion(): Promise<number>;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */

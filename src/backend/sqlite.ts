@@ -195,13 +195,18 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
-    return this.#transaction("sweep", () =>
-      this.#sql.expired
-        .all({ now: filter.now, owner: filter.owner ?? null })
+  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
+    const expired = () =>
+      (filter.owner === undefined
+        ? this.#sql.expired.all({ now: filter.now })
+        : this.#sql.expiredOrOwned.all({ now: filter.now, owner: filter.owner })
+      )
         .map(fromColumns)
-        .filter((state) => kinds.length === 0 || kinds.includes(state.kind))
-        .map((state) => this.#write(change(this.#withSteps(state)))),
+        .filter((state) => kinds.length === 0 || kinds.includes(state.kind));
+    // Usually there is nothing to take back: find that out without taking the write lock.
+    if ((await this.#run("sweep", expired)).length === 0) return [];
+    return this.#transaction("sweep", () =>
+      expired().map((state) => this.#write(change(this.#withSteps(state)))),
     );
   }
 
@@ -215,10 +220,10 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   /** Index lookups over every kind: waking early for another kind's task is harmless. */
-  nextWakeAt(_kinds: KindFilter): Promise<number | undefined> {
+  nextWakeAt(_kinds: KindFilter, after: number): Promise<number | undefined> {
     return this.#run("nextWakeAt", () => {
-      const due = this.#sql.earliestDue.get({})?.at ?? undefined;
-      const expiry = this.#sql.earliestExpiry.get({})?.at ?? undefined;
+      const due = this.#sql.earliestDue.get({ after })?.at ?? undefined;
+      const expiry = this.#sql.earliestExpiry.get({ after })?.at ?? undefined;
       if (due === undefined) return expiry;
       return expiry === undefined ? due : Math.min(due, expiry);
     });
@@ -481,7 +486,15 @@ function prepareStatements(db: Database.Database) {
       bestDue.where("kind", "=", param<string>("kind")),
     ),
     bestDueAny: prepare<{ now: number }, Columns>(bestDue),
-    expired: prepare<{ now: number; owner: string | null }, Columns>(
+    expired: prepare<{ now: number }, Columns>(
+      k
+        .selectFrom("tasks")
+        .selectAll()
+        .where("status", "=", "running")
+        .where("lease_expires_at", "<=", param<number>("now"))
+        .orderBy("lease_expires_at"),
+    ),
+    expiredOrOwned: prepare<{ now: number; owner: string }, Columns>(
       k
         .selectFrom("tasks")
         .selectAll()
@@ -494,17 +507,19 @@ function prepareStatements(db: Database.Database) {
         )
         .orderBy("lease_expires_at"),
     ),
-    earliestDue: prepare<Record<string, never>, { at: number | null }>(
+    earliestDue: prepare<{ after: number }, { at: number | null }>(
       k
         .selectFrom("tasks")
         .select((eb) => eb.fn.min("run_at").as("at"))
-        .where("status", "=", "pending"),
+        .where("status", "=", "pending")
+        .where("run_at", ">", param<number>("after")),
     ),
-    earliestExpiry: prepare<Record<string, never>, { at: number | null }>(
+    earliestExpiry: prepare<{ after: number }, { at: number | null }>(
       k
         .selectFrom("tasks")
         .select((eb) => eb.fn.min("lease_expires_at").as("at"))
-        .where("status", "=", "running"),
+        .where("status", "=", "running")
+        .where("lease_expires_at", ">", param<number>("after")),
     ),
   };
 }

@@ -25,7 +25,7 @@ export interface WorkOptions {
   readonly leaseMs?: number;
   /** Heartbeat period. Default a third of the lease. */
   readonly heartbeatMs?: number;
-  /** Longest idle sleep; expired leases are swept at this period. Default 1 s. */
+  /** Longest idle sleep: expired leases are swept at least this often. Default 1 s. */
   readonly pollIntervalMs?: number;
   /** How often an idle worker checks whether another process committed. Default 5 ms. */
   readonly changePollMs?: number;
@@ -149,14 +149,11 @@ export class Worker {
   }
 
   async #run(): Promise<void> {
-    let nextSweepAt = 0;
     let failures = 0;
     while (!this.#stopping.signal.aborted) {
       try {
-        if (this.#registry.now() >= nextSweepAt) {
-          await this.#registry.recover(this.#kinds);
-          nextSweepAt = this.#registry.now() + this.#pollIntervalMs;
-        }
+        const lookedAt = this.#registry.now();
+        await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
           const claimed = await this.#registry.claim(this.#kinds, {
             owner: this.owner,
@@ -166,7 +163,7 @@ export class Worker {
           this.#start(claimed);
         }
         if (this.#stopping.signal.aborted) break;
-        await this.#idle(nextSweepAt);
+        await this.#idle(lookedAt);
         failures = 0;
       } catch (error) {
         this.#onError(error);
@@ -179,12 +176,16 @@ export class Worker {
     }
   }
 
-  /** Sleep until there may be something to do. */
-  async #idle(nextSweepAt: number): Promise<void> {
-    const now = this.#registry.now();
+  /**
+   * Sleep until there may be something to do: a run ends, work is submitted here or committed
+   * by another process, a task falls due or a lease expires after `lookedAt` (when this round
+   * began), or the poll interval passes.
+   */
+  async #idle(lookedAt: number): Promise<void> {
     const busy = this.#runs.size >= this.#concurrency;
-    const due = busy ? undefined : await this.#registry.nextWakeAt(this.#kinds);
-    const wakeAt = Math.min(nextSweepAt, due ?? Number.POSITIVE_INFINITY);
+    const next = busy ? undefined : await this.#registry.nextWakeAt(this.#kinds, lookedAt);
+    const now = this.#registry.now();
+    const wakeAt = Math.min(now + this.#pollIntervalMs, next ?? Number.POSITIVE_INFINITY);
     if (wakeAt <= now) return;
     const stopWaiting = new AbortController();
     const signal = AbortSignal.any([stopWaiting.signal, this.#stopping.signal]);
