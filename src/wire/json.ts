@@ -73,7 +73,8 @@ export function formatF64(n: number): string {
   if (!Number.isFinite(n)) throw new RangeError(`formatF64: ${n} is not finite`);
   if (n === 0) return Object.is(n, -0) ? "-0.0" : "0.0";
   const abs = Math.abs(n);
-  // Without an argument toExponential yields the shortest round-trip digits, as ryu does.
+  // Without an argument toExponential yields the shortest round-trip digits, nearest to n
+  // and exact ties to even: the digits ryu picks.
   return layout(n < 0, abs.toExponential(), 16, -5);
 }
 
