@@ -60,18 +60,28 @@ export class SqliteBackend implements RegistryBackend {
   readonly #ownsDatabase: boolean;
   readonly #sql: Statements;
   readonly #busyTimeoutMs: number;
+  /** Puts back the connection settings we changed on an application's own Database. */
+  readonly #restoreSettings: () => void;
   #closed = false;
 
-  private constructor(db: Database.Database, ownsDatabase: boolean, busyTimeoutMs: number) {
+  private constructor(
+    db: Database.Database,
+    ownsDatabase: boolean,
+    busyTimeoutMs: number,
+    restoreSettings: () => void,
+  ) {
     this.#db = db;
     this.#ownsDatabase = ownsDatabase;
     this.#sql = prepareStatements(db);
     this.#busyTimeoutMs = busyTimeoutMs;
+    this.#restoreSettings = restoreSettings;
   }
 
   /**
    * Open (creating and migrating as needed) the registry in a file, `:memory:`, or a
-   * better-sqlite3 Database the application already has (which `close()` then leaves open).
+   * better-sqlite3 Database the application already has. Such a Database is switched to WAL
+   * (which stays with the file); `close()` leaves it open and puts back its `synchronous`,
+   * `busy_timeout` and `query_only` settings.
    */
   static async open(
     target: string | Database.Database,
@@ -88,6 +98,7 @@ export class SqliteBackend implements RegistryBackend {
     } catch (error) {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
+    const restoreSettings = settingsRestorer(db);
     try {
       const readOnly = options.readOnly === true || db.readonly;
       const pending = pendingMigrations(db);
@@ -99,12 +110,14 @@ export class SqliteBackend implements RegistryBackend {
         }
         db.pragma("query_only = true");
       } else {
-        configure(db, durability);
+        // Several processes opening a new file at once contend for the switch to WAL too.
+        await retryWhileBusy(busyTimeoutMs, () => configure(db, durability));
         if (pending.length > 0) await retryWhileBusy(busyTimeoutMs, () => migrate(db));
       }
-      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs);
+      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings);
     } catch (error) {
       if (ownsDatabase) db.close();
+      else restoreSettings();
       throw toRegistryError(error, "cannot open the registry database");
     }
   }
@@ -240,6 +253,7 @@ export class SqliteBackend implements RegistryBackend {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#ownsDatabase) this.#db.close();
+    else this.#restoreSettings();
   }
 
   /** The task as stored, without appended steps. */
@@ -362,6 +376,17 @@ function pendingMigrations(db: Database.Database): string[] {
     );
   }
   return known.filter((name) => !applied.includes(name));
+}
+
+/** A function that puts back the per-connection settings `open` may change. */
+function settingsRestorer(db: Database.Database): () => void {
+  const saved = (["synchronous", "busy_timeout", "query_only"] as const).map(
+    (name) => [name, db.pragma(name, { simple: true })] as const,
+  );
+  return () => {
+    if (!db.open) return;
+    for (const [name, value] of saved) db.pragma(`${name} = ${Number(value)}`);
+  };
 }
 
 function configure(db: Database.Database, durability: Durability): void {

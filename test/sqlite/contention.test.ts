@@ -4,7 +4,7 @@
  * Each child is a real process (contention-worker.ts) with its own connection.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -34,12 +34,21 @@ interface RunningChild {
 }
 
 const running = new Set<ChildProcessWithoutNullStreams>();
+const tempDirs: string[] = [];
 
 afterEach(() => {
-  // A failed or timed-out test must not leave children behind.
+  // A failed or timed-out test must not leave children or files behind.
   for (const child of running) child.kill("SIGKILL");
   running.clear();
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
+
+/** A new database path whose folder is removed after the test. */
+function freshDbPath(): string {
+  const path = tempDbPath();
+  tempDirs.push(dirname(path));
+  return path;
+}
 
 function startWorker(config: WorkerConfig): RunningChild {
   const child = spawn(process.execPath, ["--import", "tsx", WORKER, JSON.stringify(config)], {
@@ -128,7 +137,7 @@ describe("several processes on one SQLite file", () => {
     timeout: 90_000,
   }, async () => {
     const started = Date.now();
-    const path = tempDbPath();
+    const path = freshDbPath();
     const setup = await openRegistry(path);
     const taskIds: TaskId[] = [];
     for (let i = 0; i < 8; i++) taskIds.push(await setup.submit(`kind${i % 3}`, { i }));
@@ -217,7 +226,7 @@ describe("several processes on one SQLite file", () => {
   it("4 processes racing to create and migrate a fresh file all succeed", {
     timeout: 60_000,
   }, async () => {
-    const path = tempDbPath();
+    const path = freshDbPath();
     const perChild = 5;
     const configs: WorkerConfig[] = [0, 1, 2, 3].map((child) => ({
       path,

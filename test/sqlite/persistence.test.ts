@@ -4,7 +4,7 @@
  * `:memory:` and wrapping an application's own better-sqlite3 Database.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,7 @@ import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { decodeTask, writeTask } from "../../src/wire/codec.js";
 import type { Json } from "../../src/wire/json.js";
-import type { Crux, Task, TaskStatus } from "../../src/wire/schema.js";
+import type { Crux, Task } from "../../src/wire/schema.js";
 import { tempDbPath } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
 import {
@@ -33,6 +33,18 @@ import {
 } from "./persistence-worker.js";
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), "persistence-worker.ts");
+
+const tempDirs: string[] = [];
+afterEach(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A new database path whose folder is removed after the test. */
+function freshDbPath(): string {
+  const path = tempDbPath();
+  tempDirs.push(dirname(path));
+  return path;
+}
 
 type MutableTask = { -readonly [K in keyof Task]: Task[K] };
 
@@ -128,7 +140,7 @@ function plannedWrites(): number {
 
 describe("persistence on a SQLite file", () => {
   it("everything written is read back identically after close and reopen", async () => {
-    const path = tempDbPath();
+    const path = freshDbPath();
     const reg = await openRegistry(path);
     const expected = new Map<string, MutableTask>();
 
@@ -283,7 +295,7 @@ describe("persistence on a SQLite file", () => {
       "$mode, durability $durability: every acknowledged write is there on reopen",
       { timeout: 60_000 },
       async ({ mode, durability }) => {
-        const path = tempDbPath();
+        const path = freshDbPath();
         const journalPath = `${path}.journal`;
         const result = await runWorker({
           path,
@@ -362,7 +374,7 @@ describe("persistence on a SQLite file", () => {
 
   describe("wrapping the application's own better-sqlite3 Database", () => {
     it("works on a file, and close() leaves the Database open and the app's data alone", async () => {
-      const path = tempDbPath();
+      const path = freshDbPath();
       const db = new Database(path);
       try {
         db.exec("create table app_things (name text not null)");
@@ -370,7 +382,7 @@ describe("persistence on a SQLite file", () => {
 
         const reg = new TaskRegistry(await SqliteBackend.open(db));
         const id = await reg.submit("build", { input: U64_MAX });
-        await reg.updateStatus(id, "done" satisfies TaskStatus);
+        await reg.updateStatus(id, "done");
         await reg.checkpoint(id, cruxFor(2, 1));
         const written = await reg.get(id);
         await reg.close();
