@@ -16,6 +16,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     ["last_error", "text", null],
     ["idempotency_key", "text", null],
     ["cancel_requested", "integer", 0],
+    ["steps_in_document", "integer", 0],
   ];
   for (const [name, type, fallback] of columns) {
     await db.schema
@@ -82,6 +83,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     "last_error",
     "idempotency_key",
     "cancel_requested",
+    "steps_in_document",
   ]) {
     await db.schema.alterTable("tasks").dropColumn(column).execute();
   }

@@ -133,9 +133,21 @@ export function failTask(
     : withDocument({ ...failed, lease: null, runAt: retryAt }, "pending", now, (task) => task);
 }
 
-/** Give the task back unfinished (a worker shutting down); it is due again at once. */
+/**
+ * Give the task back unfinished (a worker shutting down); it is due again at once — unless it
+ * was cancelled meanwhile, and then it is failed for good.
+ */
 export function releaseTask(state: TaskState, token: string, now: number): TaskState {
   fence(state, token);
+  if (state.cancelRequested) {
+    return failTask(
+      state,
+      token,
+      { kind: "cancelled", reason: "cancelled while running" },
+      now,
+      now,
+    );
+  }
   return withDocument({ ...state, lease: null, runAt: now }, "pending", now, (task) => task);
 }
 
@@ -201,10 +213,37 @@ export function replaceStep(
   fence(state, token);
   return withDocument(state, "running", now, (task) => {
     const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
+    if (!Number.isSafeInteger(ordinal) || ordinal < 0 || ordinal >= checkpoint.steps.length) {
+      throw new ValidationError(
+        "$.ordinal",
+        `expected a step already in the checkpoint (0 to ${checkpoint.steps.length - 1})`,
+      );
+    }
     const steps = [...checkpoint.steps];
     steps[ordinal] = step;
     return { ...task, checkpoint: { ...checkpoint, steps } };
   });
+}
+
+/**
+ * Where step `ordinal` goes, given how many steps the stored document holds and the last
+ * appended ordinal: appended (new, or replacing an appended one), or inside the document
+ * (the caller rewrites it). Steps are contiguous: a gap is a ValidationError.
+ */
+export function appendPlace(
+  inDocument: number,
+  lastAppended: number | undefined,
+  ordinal: number,
+): "append" | "document" {
+  if (ordinal < inDocument) return "document";
+  const next = (lastAppended ?? inDocument - 1) + 1;
+  if (ordinal > next) {
+    throw new ValidationError(
+      "$.ordinal",
+      `step ${ordinal} would leave a gap: the next is ${next}`,
+    );
+  }
+  return "append";
 }
 
 /** The lease, if `token` holds it; otherwise a LeaseLostError saying why not. */

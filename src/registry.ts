@@ -136,13 +136,21 @@ export const DEFAULT_LEASE_MS = 30_000;
 export const MIN_LEASE_MS = 100;
 const MAX_KIND_LENGTH = 255;
 
-const submitOptionsSchema = z.strictObject({
-  delayMs: z.number().int().min(0).optional(),
-  runAt: z.union([z.number().int().min(0), z.date()]).optional(),
-  priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
-  maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
-  idempotencyKey: z.string().min(1).max(1024).optional(),
-});
+const submitOptionsSchema = z
+  .strictObject({
+    delayMs: z.number().int().min(0).optional(),
+    runAt: z
+      .union([z.number().int().min(0), z.date().transform((d) => d.getTime())])
+      .pipe(z.number().int().min(0, "expected a time at or after 1970"))
+      .optional(),
+    priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+    maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
+    idempotencyKey: z.string().min(1).max(1024).optional(),
+  })
+  .refine((o) => o.delayMs === undefined || o.runAt === undefined, {
+    message: "give delayMs or runAt, not both",
+    path: ["runAt"],
+  });
 
 export class TaskRegistry {
   readonly #backend: RegistryBackend;
@@ -307,28 +315,28 @@ export class TaskRegistry {
   }
 
   /**
-   * Persist step `ordinal` of a running task under its lease. Appending a new step costs the
-   * same whatever the number of steps before it.
+   * Persist step `ordinal` of a running task under its lease: a new step, or a new record of
+   * one already stored (a re-run of a step that failed or never finished). Appending a new
+   * step costs the same whatever the number of steps before it. Steps are contiguous.
    */
   async recordStep(id: string, token: string, ordinal: number, step: Step): Promise<void> {
     const taskId = checkTaskId(id);
-    const valid = validate(stepSchema, step, "$.step");
-    const text = writeStep(valid, "$.step");
+    const lease = checkToken(token);
     if (!Number.isSafeInteger(ordinal) || ordinal < 0) {
       throw new ValidationError("$.ordinal", "expected a non-negative integer");
     }
-    await this.#backend.appendStep(taskId, checkToken(token), ordinal, text);
-    this.#events.emit("step", { id: taskId, name: valid.name, ordinal, replayed: false });
-  }
-
-  /** Overwrite step `ordinal` already in the checkpoint (a re-run of a step that did not finish). */
-  async replaceStep(id: string, token: string, ordinal: number, step: Step): Promise<void> {
     const valid = validate(stepSchema, step, "$.step");
-    const now = this.#now();
-    const state = await this.#update(id, (s) =>
-      replaceStep(s, checkToken(token), ordinal, valid, now),
+    const appended = await this.#backend.appendStep(
+      taskId,
+      lease,
+      ordinal,
+      writeStep(valid, "$.step"),
     );
-    this.#events.emit("step", { id: state.id, name: valid.name, ordinal, replayed: false });
+    if (!appended) {
+      const now = this.#now();
+      await this.#update(taskId, (s) => replaceStep(s, lease, ordinal, valid, now));
+    }
+    this.#events.emit("step", { id: taskId, name: valid.name, ordinal, replayed: false });
   }
 
   /**
@@ -441,12 +449,7 @@ export class TaskRegistry {
     const kind = checkKind(request.kind, `${path}.kind`);
     const inputText = encodeInput(request.input, this.#maxInputBytes, `${path}.input`);
     const options = validate(submitOptionsSchema, request.options ?? {}, `${path}.options`);
-    const runAt =
-      options.runAt !== undefined
-        ? typeof options.runAt === "number"
-          ? options.runAt
-          : options.runAt.getTime()
-        : now + (options.delayMs ?? 0);
+    const runAt = options.runAt ?? now + (options.delayMs ?? 0);
     return newTaskState(
       {
         id: newTaskId(now),

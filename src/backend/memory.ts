@@ -4,8 +4,8 @@
  */
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { fence, overwriteDocument } from "../lifecycle.js";
-import { spliceSteps } from "../wire/splice.js";
+import { appendPlace, fence, overwriteDocument } from "../lifecycle.js";
+import { countSteps, spliceSteps } from "../wire/splice.js";
 import type {
   Change,
   KindFilter,
@@ -16,8 +16,10 @@ import type {
 } from "./port.js";
 
 interface Entry {
-  /** The state as last written; its document holds no appended steps. */
+  /** The state as last written; appended steps are not in its document. */
   state: TaskState;
+  /** How many steps its document holds. */
+  inDocument: number;
   /** Steps appended since, by ordinal. */
   steps: Map<number, string>;
 }
@@ -82,7 +84,11 @@ export class MemoryBackend implements RegistryBackend {
   async update(id: TaskId, change: Change): Promise<TaskState> {
     const current = this.#read(id);
     if (current === undefined) throw new NotFoundError(id);
-    return this.#write(change(current));
+    const next = change(current);
+    const entry = this.#entries.get(id) as Entry;
+    if (next.data !== current.data) return this.#write(next);
+    entry.state = { ...next, data: entry.state.data }; // columns only: appended steps stay
+    return next;
   }
 
   async claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
@@ -109,12 +115,15 @@ export class MemoryBackend implements RegistryBackend {
     return expired.map((s) => this.#write(change(this.#read(s.id) as TaskState)));
   }
 
-  async appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void> {
+  async appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean> {
     this.#assertOpen();
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new NotFoundError(id);
     fence(entry.state, token);
+    const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
+    if (appendPlace(entry.inDocument, last, ordinal) === "document") return false;
     entry.steps.set(ordinal, step);
+    return true;
   }
 
   async nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined> {
@@ -154,7 +163,7 @@ export class MemoryBackend implements RegistryBackend {
 
   /** Store a whole state; its document now holds every step. */
   #write(state: TaskState): TaskState {
-    this.#entries.set(state.id, { state, steps: new Map() });
+    this.#entries.set(state.id, { state, inDocument: countSteps(state.data), steps: new Map() });
     return state;
   }
 

@@ -85,8 +85,9 @@ export interface RegistryBackend {
   /** The task's full state, steps spliced into its document, or undefined. */
   read(id: TaskId): Promise<TaskState | undefined>;
   /**
-   * Atomically apply `change` to the task and store the result (its document replaces any
-   * appended steps). Rejects with NotFoundError when the task is missing.
+   * Atomically apply `change` to the task (its document with appended steps spliced in) and
+   * store the result. When the document changed, it replaces the appended steps; when only
+   * columns changed (a heartbeat), the steps stay where they are. NotFoundError if missing.
    */
   update(id: TaskId, change: Change): Promise<TaskState>;
   /**
@@ -100,10 +101,13 @@ export interface RegistryBackend {
    */
   sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]>;
   /**
-   * Persist one step of a running task under its lease: a LeaseLostError, with nothing
-   * written, unless `token` is the task's current lease. Cost does not grow with the step count.
+   * Persist step `ordinal` of a running task under its lease, as an appended row: a
+   * LeaseLostError, with nothing written, unless `token` is the task's current lease. The cost
+   * does not grow with the number of steps. Returns false, writing nothing, when that ordinal
+   * is already inside the stored document (the caller rewrites the document instead); a
+   * ValidationError when it would leave a gap.
    */
-  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void>;
+  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean>;
   /**
    * Epoch ms of the earliest due time or lease expiry later than `after` (the caller's last
    * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks.

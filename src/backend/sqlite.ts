@@ -17,11 +17,11 @@ import {
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { fence, overwriteDocument } from "../lifecycle.js";
+import { appendPlace, fence, overwriteDocument } from "../lifecycle.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
 import { validate } from "../wire/codec.js";
-import { spliceSteps } from "../wire/splice.js";
+import { countSteps, spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
 import type {
   Change,
@@ -130,7 +130,7 @@ export class SqliteBackend implements RegistryBackend {
     return this.#transaction("put", () => {
       const current = this.#readHead(id);
       const next = overwriteDocument(current, id, row, Date.now());
-      if (current === undefined) this.#sql.insert.run(toColumns(next));
+      if (current === undefined) this.#sql.insert.run(withDocumentColumns(next));
       else this.#write(next);
     });
   }
@@ -174,7 +174,7 @@ export class SqliteBackend implements RegistryBackend {
           const existing = this.#sql.byIdempotencyKey.get({ key: task.idempotencyKey });
           if (existing !== undefined) return existing.id as TaskId;
         }
-        this.#sql.insert.run(toColumns(task));
+        this.#sql.insert.run(withDocumentColumns(task));
         return task.id;
       }),
     );
@@ -188,7 +188,10 @@ export class SqliteBackend implements RegistryBackend {
     return this.#transaction("update", () => {
       const current = this.#read(id);
       if (current === undefined) throw new NotFoundError(id);
-      return this.#write(change(current));
+      const next = change(current);
+      if (next.data !== current.data) return this.#write(next);
+      this.#sql.updateSchedule.run(toColumns(next)); // columns only: appended steps stay
+      return next;
     });
   }
 
@@ -223,12 +226,15 @@ export class SqliteBackend implements RegistryBackend {
     );
   }
 
-  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<void> {
+  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean> {
     return this.#transaction("appendStep", () => {
-      const current = this.#readHead(id);
-      if (current === undefined) throw new NotFoundError(id);
-      fence(current, token);
+      const row = this.#sql.read.get({ id });
+      if (row === undefined) throw new NotFoundError(id);
+      fence(fromColumns(row), token);
+      const last = this.#sql.lastStep.get({ id })?.last ?? undefined;
+      if (appendPlace(row.steps_in_document, last, ordinal) === "document") return false;
       this.#sql.putStep.run({ id, ordinal, data: step });
+      return true;
     });
   }
 
@@ -282,7 +288,7 @@ export class SqliteBackend implements RegistryBackend {
 
   /** Store a whole state: its document now holds every step, so appended ones are dropped. */
   #write(state: TaskState): TaskState {
-    this.#sql.update.run(toColumns(state));
+    this.#sql.update.run(withDocumentColumns(state));
     this.#sql.clearSteps.run({ id: state.id });
     return state;
   }
@@ -323,7 +329,14 @@ function toColumns(state: TaskState): Columns {
     last_error: state.lastError,
     idempotency_key: state.idempotencyKey,
     cancel_requested: state.cancelRequested ? 1 : 0,
+    // Only statements that write `data` bind it (see withDocumentColumns): counting scans it.
+    steps_in_document: 0,
   };
+}
+
+/** The columns of a state whose document is being written. */
+function withDocumentColumns(state: TaskState): Columns {
+  return { ...toColumns(state), steps_in_document: countSteps(state.data) };
 }
 
 function fromColumns(row: Columns): TaskState {
@@ -443,6 +456,7 @@ const COLUMN_NAMES = [
   "last_error",
   "idempotency_key",
   "cancel_requested",
+  "steps_in_document",
 ] as const satisfies readonly (keyof Columns)[];
 
 type Statements = ReturnType<typeof prepareStatements>;
@@ -453,6 +467,7 @@ function prepareStatements(db: Database.Database) {
     COLUMN_NAMES.map((name) => [name, param(name)]),
   ) as unknown as Columns;
   const { id: _id, created_at: _created, ...mutableColumns } = allColumns;
+  const { data: _data, steps_in_document: _count, ...scheduleColumns } = mutableColumns;
   const pendingBase = k
     .selectFrom("tasks")
     .select("data")
@@ -483,6 +498,15 @@ function prepareStatements(db: Database.Database) {
     insert: prepare<Columns, never>(k.insertInto("tasks").values(allColumns)),
     update: prepare<Columns, never>(
       k.updateTable("tasks").set(mutableColumns).where("id", "=", param<string>("id")),
+    ),
+    updateSchedule: prepare<Columns, never>(
+      k.updateTable("tasks").set(scheduleColumns).where("id", "=", param<string>("id")),
+    ),
+    lastStep: prepare<{ id: string }, { last: number | null }>(
+      k
+        .selectFrom("task_steps")
+        .select((eb) => eb.fn.max("ordinal").as("last"))
+        .where("task_id", "=", param<string>("id")),
     ),
     clearSteps: prepare<{ id: string }, never>(
       k.deleteFrom("task_steps").where("task_id", "=", param<string>("id")),

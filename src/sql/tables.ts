@@ -27,6 +27,8 @@ export interface TasksTable {
   idempotency_key: string | null;
   /** 1 once cancel() was asked for a running task. */
   cancel_requested: number;
+  /** Steps inside `data`'s checkpoint; appended ones in task_steps follow them. */
+  steps_in_document: number;
 }
 
 /** Steps appended since the task document was last written, spliced into its checkpoint on read. */

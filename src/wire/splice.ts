@@ -20,9 +20,33 @@ export function spliceSteps(document: string, steps: readonly string[]): string 
   return `${document.slice(0, end)}${separator}${steps.join(",")}${document.slice(end)}`;
 }
 
+/**
+ * How many steps the document's top-level checkpoint holds: 0 without a checkpoint, and 0
+ * for text that is not a task document (the port stores any text; such a task never runs).
+ */
+export function countSteps(document: string): number {
+  try {
+    const checkpoint = valueOfKey(document, 0, "checkpoint");
+    if (checkpoint === undefined || document[checkpoint] !== "{") return 0;
+    const array = valueOfKey(document, checkpoint, "steps");
+    if (array === undefined || document[array] !== "[") return 0;
+    let count = 0;
+    let i = skipSpace(document, array + 1);
+    while (i < document.length && document[i] !== "]") {
+      count++;
+      i = skipSpace(document, skipValue(document, i));
+      if (document[i] === ",") i = skipSpace(document, i + 1);
+    }
+    return count;
+  } catch {
+    return 0;
+  }
+}
+
 /** Position of the value of `key` in the object starting at `start`, or undefined. */
 function valueOfKey(text: string, start: number, key: string): number | undefined {
-  let i = skipSpace(text, start + 1); // past `{`
+  if (text[start] !== "{") return undefined;
+  let i = skipSpace(text, start + 1);
   while (text[i] === '"') {
     const keyEnd = skipString(text, i);
     const name = text.slice(i + 1, keyEnd - 1); // our keys have no escapes

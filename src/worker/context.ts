@@ -32,9 +32,6 @@ export class WorkContext<I = Json> {
   readonly #events: RegistryEventEmitter;
   readonly #replay: ReplayCache;
   #ordinal = 0;
-  /** Steps at ordinals below this are in the stored document; later ones are appended rows. */
-  #inDocument: number;
-  #stored: number;
 
   constructor(
     registry: TaskRegistry,
@@ -50,8 +47,6 @@ export class WorkContext<I = Json> {
     this.#events = events;
     const steps = claimed.task.checkpoint?.steps ?? [];
     this.#replay = new ReplayCache(steps, mode);
-    this.#inDocument = steps.length;
-    this.#stored = steps.length;
   }
 
   /**
@@ -110,16 +105,8 @@ export class WorkContext<I = Json> {
     return output;
   }
 
-  async #persist(ordinal: number, step: Step): Promise<void> {
-    const { id } = this.claimed.task;
-    const { token } = this.claimed.lease;
-    if (ordinal < this.#inDocument) {
-      await this.#registry.replaceStep(id, token, ordinal, step);
-      this.#inDocument = this.#stored; // rewriting the document folded every appended step into it
-    } else {
-      await this.#registry.recordStep(id, token, ordinal, step);
-      this.#stored = Math.max(this.#stored, ordinal + 1);
-    }
+  #persist(ordinal: number, step: Step): Promise<void> {
+    return this.#registry.recordStep(this.claimed.task.id, this.claimed.lease.token, ordinal, step);
   }
 }
 
