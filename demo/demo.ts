@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     const ran = executions(path).filter((name) => name === step.name).length;
     say(
       "demo",
-      `  ${step.name.padEnd(8)} ${step.status}  recorded by run ${step.attempt}  executed ${ran}×  output ${stringifyJson(step.output)}`,
+      `  ${step.name.padEnd(8)} ${step.status}  ${step.attempt === 0 ? "replayed (attempt 0)" : `ran in run ${step.attempt}      `}  executed ${ran}×  output ${stringifyJson(step.output)}`,
     );
   }
   const completions = executions(path).filter((line) => line === "(completed)").length;

@@ -12,9 +12,22 @@
 import type { Lease, TaskRow, TaskState } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
 import { newCruxId, type TaskId } from "./ids.js";
-import { decodeStoredTask, writeCruxErr, writeTask, writeTaskWithInput } from "./wire/codec.js";
-import type { Json } from "./wire/json.js";
-import type { Crux, CruxErr, Step, Task, TaskStatus } from "./wire/schema.js";
+import {
+  decodeStoredTask,
+  validate,
+  writeCruxErr,
+  writeTask,
+  writeTaskWithInput,
+} from "./wire/codec.js";
+import { type Json, parseJson } from "./wire/json.js";
+import {
+  type Crux,
+  type CruxErr,
+  cruxErrSchema,
+  type Step,
+  type Task,
+  type TaskStatus,
+} from "./wire/schema.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
@@ -125,12 +138,23 @@ export function failTask(
   retryAt: number,
 ): TaskState {
   fence(state, token);
-  const failed = { ...state, lastError: writeCruxErr(error) };
+  // A run stopped by cancel() ends with the reason given to cancel().
+  const cause = state.cancelRequested && error.kind === "cancelled" ? cancellation(state) : error;
+  const failed = { ...state, lastError: writeCruxErr(cause) };
   const final =
-    state.cancelRequested || state.runs >= state.maxAttempts || error.kind === "replay_mismatch";
+    state.cancelRequested || state.runs >= state.maxAttempts || cause.kind === "replay_mismatch";
   return final
-    ? finish(failed, "failed", { Err: error }, now)
+    ? finish(failed, "failed", { Err: cause }, now)
     : withDocument({ ...failed, lease: null, runAt: retryAt }, "pending", now, (task) => task);
+}
+
+/** The cancelled CruxErr that cancel() stored for a running task. */
+function cancellation(state: TaskState): CruxErr {
+  const stored =
+    state.lastError === null
+      ? null
+      : validate(cruxErrSchema, parseJson(state.lastError), "$.lastError");
+  return stored?.kind === "cancelled" ? stored : { kind: "cancelled", reason: "cancelled" };
 }
 
 /**
@@ -139,15 +163,7 @@ export function failTask(
  */
 export function releaseTask(state: TaskState, token: string, now: number): TaskState {
   fence(state, token);
-  if (state.cancelRequested) {
-    return failTask(
-      state,
-      token,
-      { kind: "cancelled", reason: "cancelled while running" },
-      now,
-      now,
-    );
-  }
+  if (state.cancelRequested) return failTask(state, token, cancellation(state), now, now);
   return withDocument({ ...state, lease: null, runAt: now }, "pending", now, (task) => task);
 }
 
@@ -159,7 +175,7 @@ export function expireTask(state: TaskState, now: number, force = false): TaskSt
   if (state.status !== "running" || state.lease === null) return state;
   if (state.lease.expiresAt > now && !force) return state;
   const error: CruxErr = state.cancelRequested
-    ? { kind: "cancelled", reason: "cancelled while running; its worker stopped" }
+    ? cancellation(state)
     : {
         kind: "step_failed",
         step: "",
@@ -179,7 +195,9 @@ export function cancelTask(state: TaskState, reason: string, now: number): TaskS
     );
   }
   if (state.status === "running" && !state.cancelRequested) {
-    return { ...state, cancelRequested: true, updatedAt: now };
+    // The reason waits in lastError until the run ends; failTask makes it the final error.
+    const lastError = writeCruxErr({ kind: "cancelled", reason });
+    return { ...state, cancelRequested: true, lastError, updatedAt: now };
   }
   return state;
 }
@@ -202,48 +220,49 @@ export function retryTask(state: TaskState, now: number): TaskState {
   );
 }
 
-/** Overwrite step `ordinal` of the running task's checkpoint (a re-run of a step already stored). */
-export function replaceStep(
+/**
+ * Record steps of the running task inside its document: each replaces the step at its ordinal,
+ * or extends the steps by one.
+ */
+export function recordSteps(
   state: TaskState,
   token: string,
-  ordinal: number,
-  step: Step,
+  entries: readonly { readonly ordinal: number; readonly step: Step }[],
   now: number,
 ): TaskState {
   fence(state, token);
   return withDocument(state, "running", now, (task) => {
     const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
-    if (!Number.isSafeInteger(ordinal) || ordinal < 0 || ordinal >= checkpoint.steps.length) {
-      throw new ValidationError(
-        "$.ordinal",
-        `expected a step already in the checkpoint (0 to ${checkpoint.steps.length - 1})`,
-      );
-    }
     const steps = [...checkpoint.steps];
-    steps[ordinal] = step;
+    for (const { ordinal, step } of entries) {
+      if (ordinal > steps.length) throw gap(ordinal, steps.length);
+      steps[ordinal] = step;
+    }
     return { ...task, checkpoint: { ...checkpoint, steps } };
   });
 }
 
 /**
- * Where step `ordinal` goes, given how many steps the stored document holds and the last
- * appended ordinal: appended (new, or replacing an appended one), or inside the document
- * (the caller rewrites it). Steps are contiguous: a gap is a ValidationError.
+ * Whether steps at `ordinals` (in order) can be appended after the `inDocument` steps of the
+ * stored document and the appended ones up to `lastAppended`: false when one is inside the
+ * document (the caller rewrites it instead). Steps are contiguous: a gap is a ValidationError.
  */
-export function appendPlace(
+export function canAppend(
   inDocument: number,
   lastAppended: number | undefined,
-  ordinal: number,
-): "append" | "document" {
-  if (ordinal < inDocument) return "document";
-  const next = (lastAppended ?? inDocument - 1) + 1;
-  if (ordinal > next) {
-    throw new ValidationError(
-      "$.ordinal",
-      `step ${ordinal} would leave a gap: the next is ${next}`,
-    );
+  ordinals: readonly number[],
+): boolean {
+  let next = (lastAppended ?? inDocument - 1) + 1;
+  for (const ordinal of ordinals) {
+    if (ordinal < inDocument) return false;
+    if (ordinal > next) throw gap(ordinal, next);
+    next = Math.max(next, ordinal + 1);
   }
-  return "append";
+  return true;
+}
+
+function gap(ordinal: number, next: number): ValidationError {
+  return new ValidationError("$.ordinal", `step ${ordinal} would leave a gap: the next is ${next}`);
 }
 
 /** The lease, if `token` holds it; otherwise a LeaseLostError saying why not. */

@@ -20,8 +20,8 @@ import {
   failTask,
   heartbeatTask,
   newTaskState,
+  recordSteps,
   releaseTask,
-  replaceStep,
   retryTask,
 } from "./lifecycle.js";
 import { Wakeup } from "./wakeup.js";
@@ -114,6 +114,11 @@ export interface ClaimedTask extends TaskRecord {
 
 export interface HeartbeatResult {
   readonly expiresAt: number;
+  /** cancel() was called: stop and fail the run. */
+  readonly cancelRequested: boolean;
+}
+
+export interface StepResult {
   /** cancel() was called: stop and fail the run. */
   readonly cancelRequested: boolean;
 }
@@ -316,27 +321,46 @@ export class TaskRegistry {
 
   /**
    * Persist step `ordinal` of a running task under its lease: a new step, or a new record of
-   * one already stored (a re-run of a step that failed or never finished). Appending a new
-   * step costs the same whatever the number of steps before it. Steps are contiguous.
+   * one already stored. Appending a new step costs the same whatever the number of steps
+   * before it. Steps are contiguous. Says whether cancel() was called for the task.
    */
-  async recordStep(id: string, token: string, ordinal: number, step: Step): Promise<void> {
+  recordStep(id: string, token: string, ordinal: number, step: Step): Promise<StepResult> {
+    return this.recordSteps(id, token, [{ ordinal, step }]);
+  }
+
+  /** Persist several steps of a running task in one transaction; see recordStep. */
+  async recordSteps(
+    id: string,
+    token: string,
+    entries: readonly {
+      readonly ordinal: number;
+      readonly step: Step;
+      /** Recorded again from the checkpoint: its `step` event was emitted when it replayed. */
+      readonly replayed?: boolean;
+    }[],
+  ): Promise<StepResult> {
     const taskId = checkTaskId(id);
     const lease = checkToken(token);
-    if (!Number.isSafeInteger(ordinal) || ordinal < 0) {
-      throw new ValidationError("$.ordinal", "expected a non-negative integer");
-    }
-    const valid = validate(stepSchema, step, "$.step");
-    const appended = await this.#backend.appendStep(
-      taskId,
-      lease,
-      ordinal,
-      writeStep(valid, "$.step"),
-    );
+    const valid = entries.map(({ ordinal, step }, i) => {
+      if (!Number.isSafeInteger(ordinal) || ordinal < 0) {
+        throw new ValidationError("$.ordinal", "expected a non-negative integer");
+      }
+      const path = entries.length === 1 ? "$.step" : `$.steps[${i}]`;
+      return { ordinal, step: validate(stepSchema, step, path), path };
+    });
+    const rows = valid.map(({ ordinal, step, path }) => ({ ordinal, data: writeStep(step, path) }));
+    let { appended, cancelRequested } = await this.#backend.appendSteps(taskId, lease, rows);
     if (!appended) {
+      // A step inside the stored document: rewrite the document, once for all of them.
       const now = this.#now();
-      await this.#update(taskId, (s) => replaceStep(s, lease, ordinal, valid, now));
+      const state = await this.#update(taskId, (s) => recordSteps(s, lease, valid, now));
+      cancelRequested = state.cancelRequested;
     }
-    this.#events.emit("step", { id: taskId, name: valid.name, ordinal, replayed: false });
+    for (const [i, { ordinal, step }] of valid.entries()) {
+      if (entries[i]?.replayed === true) continue;
+      this.#events.emit("step", { id: taskId, name: step.name, ordinal, replayed: false });
+    }
+    return { cancelRequested };
   }
 
   /**
@@ -521,14 +545,15 @@ function decodeStoredCruxErr(text: string): CruxErr {
   return validate(cruxErrSchema, parseJson(text), "$.lastError");
 }
 
-/** A CruxErr from whatever a handler threw. */
+/**
+ * A CruxErr from what a handler threw or a caller passed: a CruxFailure's; an Error's message
+ * (whatever other fields it has); a string; or a CruxErr value, validated.
+ */
 export function toCruxErr(error: unknown): CruxErr {
   if (error instanceof CruxFailure) return error.err;
-  if (typeof error === "object" && error !== null && "kind" in error) {
-    return validate(cruxErrSchema, error, "$.error");
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return { kind: "step_failed", step: "", message };
+  if (error instanceof Error) return { kind: "step_failed", step: "", message: error.message };
+  if (typeof error === "string") return { kind: "step_failed", step: "", message: error };
+  return validate(cruxErrSchema, error, "$.error");
 }
 
 function checkTaskId(id: unknown): TaskId {

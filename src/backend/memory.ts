@@ -4,12 +4,14 @@
  */
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { appendPlace, fence, overwriteDocument } from "../lifecycle.js";
+import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
 import { countSteps, spliceSteps } from "../wire/splice.js";
 import type {
+  AppendResult,
   Change,
   KindFilter,
   RegistryBackend,
+  StepRecord,
   SweepFilter,
   TaskRow,
   TaskState,
@@ -115,15 +117,20 @@ export class MemoryBackend implements RegistryBackend {
     return expired.map((s) => this.#write(change(this.#read(s.id) as TaskState)));
   }
 
-  async appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean> {
+  async appendSteps(
+    id: TaskId,
+    token: string,
+    steps: readonly StepRecord[],
+  ): Promise<AppendResult> {
     this.#assertOpen();
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new NotFoundError(id);
     fence(entry.state, token);
     const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
-    if (appendPlace(entry.inDocument, last, ordinal) === "document") return false;
-    entry.steps.set(ordinal, step);
-    return true;
+    const ordinals = steps.map((step) => step.ordinal);
+    const appended = canAppend(entry.inDocument, last, ordinals);
+    if (appended) for (const step of steps) entry.steps.set(step.ordinal, step.data);
+    return { appended, cancelRequested: entry.state.cancelRequested };
   }
 
   async nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined> {

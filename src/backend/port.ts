@@ -44,6 +44,18 @@ export interface TaskState extends TaskRow {
   readonly updatedAt: number;
 }
 
+/** A step's JSON at its position (ordinal) in the run. */
+export interface StepRecord {
+  readonly ordinal: number;
+  readonly data: string;
+}
+
+export interface AppendResult {
+  readonly appended: boolean;
+  /** cancel() was called for the task: its worker should stop at this step. */
+  readonly cancelRequested: boolean;
+}
+
 /** A pure, synchronous transition; throwing aborts it with nothing written. */
 export type Change = (current: TaskState) => TaskState;
 
@@ -101,13 +113,13 @@ export interface RegistryBackend {
    */
   sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]>;
   /**
-   * Persist step `ordinal` of a running task under its lease, as an appended row: a
-   * LeaseLostError, with nothing written, unless `token` is the task's current lease. The cost
-   * does not grow with the number of steps. Returns false, writing nothing, when that ordinal
-   * is already inside the stored document (the caller rewrites the document instead); a
-   * ValidationError when it would leave a gap.
+   * Persist steps of a running task under its lease, as appended rows, in one transaction:
+   * a LeaseLostError, with nothing written, unless `token` is the task's current lease. The
+   * cost does not grow with the number of steps before them. Writes nothing and says
+   * `appended: false` when an ordinal is already inside the stored document (the caller
+   * rewrites the document instead); a ValidationError when one would leave a gap.
    */
-  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean>;
+  appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult>;
   /**
    * Epoch ms of the earliest due time or lease expiry later than `after` (the caller's last
    * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks.

@@ -17,16 +17,18 @@ import {
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { appendPlace, fence, overwriteDocument } from "../lifecycle.js";
+import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
 import { validate } from "../wire/codec.js";
 import { countSteps, spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
 import type {
+  AppendResult,
   Change,
   KindFilter,
   RegistryBackend,
+  StepRecord,
   SweepFilter,
   TaskRow,
   TaskState,
@@ -98,8 +100,9 @@ export class SqliteBackend implements RegistryBackend {
     } catch (error) {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
-    const restoreSettings = settingsRestorer(db);
+    let restoreSettings = () => {};
     try {
+      if (!ownsDatabase) restoreSettings = settingsRestorer(db);
       const readOnly = options.readOnly === true || db.readonly;
       const pending = pendingMigrations(db);
       if (readOnly) {
@@ -226,15 +229,17 @@ export class SqliteBackend implements RegistryBackend {
     );
   }
 
-  appendStep(id: TaskId, token: string, ordinal: number, step: string): Promise<boolean> {
-    return this.#transaction("appendStep", () => {
+  appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult> {
+    return this.#transaction("appendSteps", () => {
       const row = this.#sql.read.get({ id });
       if (row === undefined) throw new NotFoundError(id);
-      fence(fromColumns(row), token);
+      const state = fromColumns(row);
+      fence(state, token);
       const last = this.#sql.lastStep.get({ id })?.last ?? undefined;
-      if (appendPlace(row.steps_in_document, last, ordinal) === "document") return false;
-      this.#sql.putStep.run({ id, ordinal, data: step });
-      return true;
+      const ordinals = steps.map((step) => step.ordinal);
+      const appended = canAppend(row.steps_in_document, last, ordinals);
+      if (appended) for (const step of steps) this.#sql.putStep.run({ id, ...step });
+      return { appended, cancelRequested: state.cancelRequested };
     });
   }
 

@@ -6,7 +6,7 @@
 
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
-import type { ClaimedTask, TaskRegistry } from "../registry.js";
+import type { ClaimedTask, StepResult, TaskRegistry } from "../registry.js";
 import { contentHash, identityHash } from "../wire/hash.js";
 import { type Json, stringifyJson } from "../wire/json.js";
 import type { Step } from "../wire/schema.js";
@@ -20,6 +20,12 @@ export interface StepOptions {
   readonly key?: Json;
 }
 
+interface RunControl {
+  readonly signal: AbortSignal;
+  /** Stop the run: cancel() was called. */
+  readonly cancel: () => void;
+}
+
 export class WorkContext<I = Json> {
   /** The task's input. */
   readonly input: I;
@@ -31,28 +37,32 @@ export class WorkContext<I = Json> {
   readonly #registry: TaskRegistry;
   readonly #events: RegistryEventEmitter;
   readonly #replay: ReplayCache;
+  readonly #cancel: () => void;
   #ordinal = 0;
+  /** Replayed steps, recorded again (attempt 0) with the next write rather than one by one. */
+  #replayed: { ordinal: number; step: Step; replayed: true }[] = [];
 
   constructor(
     registry: TaskRegistry,
     events: RegistryEventEmitter,
     claimed: ClaimedTask,
-    signal: AbortSignal,
+    control: RunControl,
     mode: ReplayMode,
   ) {
     this.claimed = claimed;
     this.input = claimed.task.input as I;
-    this.signal = signal;
+    this.signal = control.signal;
+    this.#cancel = control.cancel;
     this.#registry = registry;
     this.#events = events;
-    const steps = claimed.task.checkpoint?.steps ?? [];
-    this.#replay = new ReplayCache(steps, mode);
+    this.#replay = new ReplayCache(claimed.task.checkpoint?.steps ?? [], mode);
   }
 
   /**
    * Run `fn` as step `name`: live, persisted before this returns; or, on a resumed run,
-   * replayed from the checkpoint without running. Its result must be JSON; `null` or
-   * `undefined` is stored as null, which a later replay treats as not done.
+   * replayed from the checkpoint without running (and recorded again with `attempt: 0`).
+   * Its result must be JSON; `null` or `undefined` is stored as null, which a later replay
+   * treats as not done.
    */
   async step<T>(
     name: string,
@@ -65,6 +75,11 @@ export class WorkContext<I = Json> {
     const keyHash = options.key === undefined ? null : contentHash(options.key);
     const cached = this.#replay.lookup(ordinal, name, inputHash, keyHash);
     if (cached !== undefined) {
+      this.#replayed.push({
+        ordinal,
+        step: { ...cached, input_hash: inputHash, attempt: 0, duration_ms: 0 },
+        replayed: true,
+      });
       this.#events.emit("step", { id: this.claimed.task.id, name, ordinal, replayed: true });
       return cached.output as T;
     }
@@ -85,28 +100,47 @@ export class WorkContext<I = Json> {
       output = await fn(this.signal);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      await this.#persist(ordinal, {
-        ...base,
-        status: "err",
-        duration_ms: Date.now() - startedMs,
-        output: null,
-        error: message,
+      await this.#persist({
+        ordinal,
+        step: {
+          ...base,
+          status: "err",
+          duration_ms: Date.now() - startedMs,
+          output: null,
+          error: message,
+        },
       });
       if (error instanceof CruxFailure) throw error;
       throw new CruxFailure({ kind: "step_failed", step: name, message });
     }
-    await this.#persist(ordinal, {
-      ...base,
-      status: "ok",
-      duration_ms: Date.now() - startedMs,
-      output: storable(name, output),
-      error: null,
+    await this.#persist({
+      ordinal,
+      step: {
+        ...base,
+        status: "ok",
+        duration_ms: Date.now() - startedMs,
+        output: storable(name, output),
+        error: null,
+      },
     });
     return output;
   }
 
-  #persist(ordinal: number, step: Step): Promise<void> {
-    return this.#registry.recordStep(this.claimed.task.id, this.claimed.lease.token, ordinal, step);
+  /** Persist replayed steps not yet written; the worker calls it before ending the run. */
+  async flush(): Promise<void> {
+    if (this.#replayed.length > 0) await this.#persist();
+  }
+
+  async #persist(live?: { ordinal: number; step: Step }): Promise<void> {
+    const entries = live === undefined ? this.#replayed : [...this.#replayed, live];
+    const { id } = this.claimed.task;
+    const result: StepResult = await this.#registry.recordSteps(
+      id,
+      this.claimed.lease.token,
+      entries,
+    );
+    this.#replayed = [];
+    if (result.cancelRequested) this.#cancel();
   }
 }
 

@@ -76,6 +76,7 @@ export class Worker {
   readonly #local = new Wakeup();
   readonly #stopping = new AbortController();
   readonly #loop: Promise<void>;
+  readonly #unsubscribe: () => void;
   #stopped: Promise<void> | undefined;
 
   constructor(
@@ -107,6 +108,12 @@ export class Worker {
       options.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
     this.#onError = options.onError ?? ((error) => console.error("cruxx-registry worker:", error));
     options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
+    // cancel() in this process reaches the run at once; from another process, at the run's
+    // next step write or heartbeat.
+    this.#unsubscribe = internals.events.on("cancelled", ({ id, wasRunning }) => {
+      const run = this.#runs.get(id);
+      if (run !== undefined && wasRunning) cancelRun(run);
+    });
     this.#loop = this.#run();
   }
 
@@ -128,6 +135,7 @@ export class Worker {
     this.#stopping.abort();
     this.#local.notify();
     await this.#loop;
+    this.#unsubscribe();
     const runs = [...this.#runs.values()];
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -152,6 +160,9 @@ export class Worker {
     let failures = 0;
     while (!this.#stopping.signal.aborted) {
       try {
+        // Read before looking for work: a commit from now on, even one racing this round,
+        // changes it and wakes the idle wait below.
+        const version = await this.#internals.backend.changeVersion();
         const lookedAt = this.#registry.now();
         await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
@@ -163,7 +174,7 @@ export class Worker {
           this.#start(claimed);
         }
         if (this.#stopping.signal.aborted) break;
-        await this.#idle(lookedAt);
+        await this.#idle(lookedAt, version);
         failures = 0;
       } catch (error) {
         this.#onError(error);
@@ -177,11 +188,11 @@ export class Worker {
   }
 
   /**
-   * Sleep until there may be something to do: a run ends, work is submitted here or committed
-   * by another process, a task falls due or a lease expires after `lookedAt` (when this round
-   * began), or the poll interval passes.
+   * Sleep until there may be something to do: a run ends, work is submitted here, another
+   * process commits (the change version moves past `version`), a task falls due or a lease
+   * expires after `lookedAt` (when this round began), or the poll interval passes.
    */
-  async #idle(lookedAt: number): Promise<void> {
+  async #idle(lookedAt: number, version: number): Promise<void> {
     const busy = this.#runs.size >= this.#concurrency;
     const next = busy ? undefined : await this.#registry.nextWakeAt(this.#kinds, lookedAt);
     const now = this.#registry.now();
@@ -193,21 +204,20 @@ export class Worker {
     if (!busy) {
       waits.push(
         this.#internals.wakeup.wait(wakeAt - now, signal),
-        this.#watchOtherProcesses(signal),
+        this.#watchOtherProcesses(version, signal),
       );
     }
     await Promise.race(waits);
     stopWaiting.abort();
   }
 
-  /** Resolves when another connection commits (which may be a submit), or on abort. */
-  async #watchOtherProcesses(signal: AbortSignal): Promise<void> {
+  /** Resolves when another connection has committed since `since` (maybe a submit), or on abort. */
+  async #watchOtherProcesses(since: number, signal: AbortSignal): Promise<void> {
     const { backend } = this.#internals;
-    const start = await backend.changeVersion();
     const tick = new Wakeup();
     while (!signal.aborted) {
+      if ((await backend.changeVersion()) !== since) return;
       await tick.wait(this.#changePollMs, signal);
-      if (signal.aborted || (await backend.changeVersion()) !== start) return;
     }
   }
 
@@ -230,23 +240,27 @@ export class Worker {
     const { id } = claimed.task;
     const { token } = claimed.lease;
     const beat = setInterval(() => void this.#heartbeat(run), this.#heartbeatMs);
+    const ctx = new WorkContext(
+      this.#registry,
+      this.#internals.events,
+      claimed,
+      { signal: controller.signal, cancel: () => cancelRun(run) },
+      this.#replay,
+    );
     try {
-      const ctx = new WorkContext(
-        this.#registry,
-        this.#internals.events,
-        claimed,
-        controller.signal,
-        this.#replay,
-      );
       const value = await this.#handler(claimed.task, ctx as WorkContext<never>);
       if (run.released) return;
+      await ctx.flush();
       await this.#registry.complete(id, token, value ?? null);
     } catch (error) {
       if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
       const reason = controller.signal.aborted ? controller.signal.reason : error;
-      await this.#registry.fail(id, token, reason).catch((failError) => {
+      try {
+        await ctx.flush();
+        await this.#registry.fail(id, token, reason);
+      } catch (failError) {
         if (!hasErrorCode(failError, "LEASE_LOST")) this.#onError(failError);
-      });
+      }
     } finally {
       clearInterval(beat);
     }
@@ -259,14 +273,17 @@ export class Worker {
       const { cancelRequested } = await this.#registry.heartbeat(id, run.claimed.lease.token, {
         leaseMs: this.#leaseMs,
       });
-      if (cancelRequested) {
-        run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "cancel() was called" }));
-      }
+      if (cancelRequested) cancelRun(run);
     } catch (error) {
       if (hasErrorCode(error, "LEASE_LOST")) run.controller.abort(error);
       else this.#onError(error);
     }
   }
+}
+
+/** Abort a run because cancel() was called; the reason given to cancel() ends up in its error. */
+function cancelRun(run: Run): void {
+  run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "cancel() was called" }));
 }
 
 function integerOption(value: unknown, fallback: number, min: number, name: string): number {
