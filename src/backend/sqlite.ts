@@ -18,6 +18,7 @@ import {
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
 import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
+import { GroupCommit } from "../sql/group-commit.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
 import { validate } from "../wire/codec.js";
@@ -64,6 +65,7 @@ export class SqliteBackend implements RegistryBackend {
   readonly #busyTimeoutMs: number;
   /** Puts back the connection settings we changed on an application's own Database. */
   readonly #restoreSettings: () => void;
+  readonly #writer: GroupCommit;
   #closed = false;
 
   private constructor(
@@ -77,6 +79,15 @@ export class SqliteBackend implements RegistryBackend {
     this.#sql = prepareStatements(db);
     this.#busyTimeoutMs = busyTimeoutMs;
     this.#restoreSettings = restoreSettings;
+    this.#writer = new GroupCommit(db, {
+      isBusy,
+      busyTimeoutMs,
+      onTimeout: (cause) =>
+        new BusyError(`the database stayed locked by another connection for ${busyTimeoutMs} ms`, {
+          cause,
+        }),
+      translate: (error) => toRegistryError(error, "write failed"),
+    });
   }
 
   /**
@@ -198,20 +209,28 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
+  async claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
+    // Usually an idle worker finds nothing: find that out without taking the write lock.
+    if ((await this.#run("claim", () => this.#bestDue(kinds, now))) === undefined) return undefined;
     return this.#transaction("claim", () => {
-      const candidates =
-        kinds.length === 0
-          ? [this.#sql.bestDueAny.get({ now })]
-          : kinds.map((kind) => this.#sql.bestDueOfKind.get({ kind, now }));
-      let best: TaskState | undefined;
-      for (const row of candidates) {
-        if (row === undefined) continue;
-        const state = fromColumns(row);
-        if (best === undefined || claimOrder(state, best) < 0) best = state;
-      }
+      const best = this.#bestDue(kinds, now);
       return best && this.#write(change(this.#withSteps(best)));
     });
+  }
+
+  /** The due pending task a claim takes: an index search per kind, the best of them. */
+  #bestDue(kinds: KindFilter, now: number): TaskState | undefined {
+    const candidates =
+      kinds.length === 0
+        ? [this.#sql.bestDueAny.get({ now })]
+        : kinds.map((kind) => this.#sql.bestDueOfKind.get({ kind, now }));
+    let best: TaskState | undefined;
+    for (const row of candidates) {
+      if (row === undefined) continue;
+      const state = fromColumns(row);
+      if (best === undefined || claimOrder(state, best) < 0) best = state;
+    }
+    return best;
   }
 
   async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
@@ -263,6 +282,7 @@ export class SqliteBackend implements RegistryBackend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#writer.drained(); // writes already requested still commit
     if (this.#ownsDatabase) this.#db.close();
     else this.#restoreSettings();
   }
@@ -310,9 +330,19 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  /** `operation` inside one immediate (write-locked) transaction: no read-then-write race. */
+  /**
+   * `operation` inside an immediate (write-locked) transaction, so it never races another
+   * writer between its reads and writes; concurrent requests share one commit (GroupCommit).
+   */
   #transaction<T>(action: string, operation: () => T): Promise<T> {
-    return this.#run(action, () => this.#db.transaction(operation).immediate());
+    if (this.#closed) return Promise.reject(new ClosedError());
+    return this.#writer.write(() => {
+      try {
+        return operation();
+      } catch (error) {
+        throw isBusy(error) ? error : toRegistryError(error, `${action} failed`);
+      }
+    });
   }
 }
 
@@ -589,7 +619,7 @@ function isBusy(error: unknown): boolean {
 /** Retry `operation` with jittered backoff while SQLite reports the database busy. */
 async function retryWhileBusy<T>(timeoutMs: number, operation: () => T | Promise<T>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, 20)) {
+  for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, 10)) {
     try {
       return await operation();
     } catch (error) {

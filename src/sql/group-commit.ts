@@ -1,0 +1,147 @@
+/**
+ * Group commit: write operations requested in the same tick run in ONE immediate
+ * transaction, each inside its own savepoint, and all resolve after the one commit (and, in
+ * `full` durability, the one fsync). Sixty-four concurrent submits cost one commit, not 64.
+ * A failing operation rolls back to its savepoint and rejects alone.
+ *
+ * While another process holds the write lock the batch waits asynchronously, with jittered
+ * backoff, and whatever is requested meanwhile joins it.
+ */
+import type BetterSqlite3 from "better-sqlite3";
+
+interface PendingWrite {
+  readonly operation: () => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+type Outcome =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly error: unknown };
+
+export interface GroupCommitOptions {
+  /** Is this driver error "the database is locked"? */
+  readonly isBusy: (error: unknown) => boolean;
+  /** How long a batch may wait for the lock before `onTimeout`'s error rejects it. */
+  readonly busyTimeoutMs: number;
+  /** The error for a batch that waited too long. */
+  readonly onTimeout: (cause: unknown) => unknown;
+  /** The error a caller sees when the transaction itself (not its operation) fails. */
+  readonly translate: (error: unknown) => unknown;
+}
+
+export class GroupCommit {
+  readonly #db: BetterSqlite3.Database;
+  readonly #options: GroupCommitOptions;
+  readonly #begin: BetterSqlite3.Statement;
+  readonly #commit: BetterSqlite3.Statement;
+  readonly #rollback: BetterSqlite3.Statement;
+  readonly #savepoint: BetterSqlite3.Statement;
+  readonly #release: BetterSqlite3.Statement;
+  readonly #rollbackTo: BetterSqlite3.Statement;
+  #queue: PendingWrite[] = [];
+  /** Settles when the queue is empty and no batch is running. */
+  #drained: Promise<void> = Promise.resolve();
+  #flushing = false;
+
+  constructor(db: BetterSqlite3.Database, options: GroupCommitOptions) {
+    this.#db = db;
+    this.#options = options;
+    this.#begin = db.prepare("BEGIN IMMEDIATE");
+    this.#commit = db.prepare("COMMIT");
+    this.#rollback = db.prepare("ROLLBACK");
+    this.#savepoint = db.prepare("SAVEPOINT operation");
+    this.#release = db.prepare("RELEASE operation");
+    this.#rollbackTo = db.prepare("ROLLBACK TO operation");
+  }
+
+  /** Run `operation` (synchronous, no awaits) inside the next group transaction. */
+  write<T>(operation: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ operation, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        this.#drained = new Promise((done) => queueMicrotask(() => void this.#flush().then(done)));
+      }
+    });
+  }
+
+  /** Resolves once every requested write has committed or failed. */
+  drained(): Promise<void> {
+    return this.#drained;
+  }
+
+  async #flush(): Promise<void> {
+    let deadline = Date.now() + this.#options.busyTimeoutMs;
+    let delayMs = 1;
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      let outcomes: Outcome[];
+      try {
+        outcomes = this.#run(batch);
+      } catch (error) {
+        if (this.#options.isBusy(error) && Date.now() < deadline) {
+          this.#queue = batch.concat(this.#queue); // later requests join the retry
+          await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random())));
+          delayMs = Math.min(delayMs * 2, 10);
+          continue;
+        }
+        const failure = this.#options.isBusy(error)
+          ? this.#options.onTimeout(error)
+          : this.#options.translate(error);
+        for (const write of batch) write.reject(failure);
+        continue;
+      }
+      batch.forEach((write, i) => {
+        const outcome = outcomes[i] as Outcome;
+        if (outcome.ok) write.resolve(outcome.value);
+        else write.reject(outcome.error);
+      });
+      deadline = Date.now() + this.#options.busyTimeoutMs;
+      delayMs = 1;
+    }
+    this.#flushing = false;
+  }
+
+  /** One transaction for the whole batch; throws only if the transaction itself fails. */
+  #run(batch: readonly PendingWrite[]): Outcome[] {
+    this.#begin.run();
+    try {
+      const outcomes =
+        batch.length === 1
+          ? [this.#alone(batch[0] as PendingWrite)]
+          : batch.map((w) => this.#isolated(w));
+      if (this.#db.inTransaction) this.#commit.run();
+      return outcomes;
+    } catch (error) {
+      if (this.#db.inTransaction) this.#rollback.run();
+      throw error;
+    }
+  }
+
+  /** A batch of one needs no savepoint: if it fails, the whole transaction rolls back. */
+  #alone(write: PendingWrite): Outcome {
+    try {
+      return { ok: true, value: write.operation() };
+    } catch (error) {
+      if (this.#options.isBusy(error)) throw error;
+      this.#rollback.run();
+      return { ok: false, error };
+    }
+  }
+
+  #isolated(write: PendingWrite): Outcome {
+    this.#savepoint.run();
+    try {
+      const value = write.operation();
+      this.#release.run();
+      return { ok: true, value };
+    } catch (error) {
+      if (this.#options.isBusy(error)) throw error;
+      this.#rollbackTo.run();
+      this.#release.run();
+      return { ok: false, error };
+    }
+  }
+}
