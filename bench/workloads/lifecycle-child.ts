@@ -1,0 +1,171 @@
+/**
+ * A worker process for W4: `node --import tsx lifecycle-child.ts '<ChildConfig JSON>'`.
+ *
+ * It opens the queue of one system (cruxx-registry, plainjob or liteque) with that system's
+ * own worker API and a no-op handler, prints `ready`, starts working on `go`, and on `stop`
+ * stops its worker, prints `stats {json}` and exits.
+ */
+import Database from "better-sqlite3";
+import { buildDBClient, Runner, SqliteQueue } from "liteque";
+import { better, defineQueue, defineWorker } from "plainjob";
+import { onStdinLines, silentLogger } from "../util.js";
+
+export type QueueSystem = "cruxx-registry" | "plainjob" | "liteque";
+
+export interface ChildConfig {
+  readonly system: QueueSystem;
+  readonly path: string;
+  readonly kind: string;
+  /** How often an idle baseline worker polls (ms). */
+  readonly pollMs: number;
+}
+
+export interface ChildStats {
+  readonly system: QueueSystem;
+  readonly errors: number;
+  readonly firstError: string | null;
+}
+
+interface Running {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+const config = JSON.parse(process.argv[2] ?? "{}") as ChildConfig;
+let errors = 0;
+let firstError: string | null = null;
+const noteError = (error: unknown) => {
+  errors++;
+  firstError ??= error instanceof Error ? error.message : String(error);
+};
+
+/**
+ * better-sqlite3 ≥ 11.10 refuses a transaction function that returns a promise, which
+ * liteque 0.8.0's dequeue does (drizzle `transaction(async …)`; karakeep-app/karakeep#1594), so
+ * unpatched liteque fails on its first dequeue here. This restores the older driver behaviour
+ * liteque's deployments run with: the transaction commits when the function returns (at its
+ * first await) and the promise is handed back to the caller. Only in the liteque child.
+ */
+function allowPromiseReturningTransactions(): void {
+  type Fn = (...args: unknown[]) => unknown;
+  type Tx = Fn & Record<string, unknown>;
+  const proto = Database.prototype as unknown as { transaction: (fn: Fn) => Tx };
+  const original = proto.transaction;
+  proto.transaction = function (this: unknown, fn: Fn): Tx {
+    let pending: unknown;
+    const inner = original.call(this, function (this: unknown, ...args: unknown[]) {
+      const result = fn.apply(this, args);
+      if (result !== null && typeof (result as { then?: unknown })?.then === "function") {
+        pending = result;
+        return undefined;
+      }
+      return result;
+    });
+    const variant = (tx: Tx) =>
+      function (this: unknown, ...args: unknown[]) {
+        pending = undefined;
+        const result = tx.apply(this, args);
+        return pending ?? result;
+      };
+    const outer = variant(inner) as Tx;
+    for (const mode of ["deferred", "immediate", "exclusive"]) {
+      outer[mode] = variant(inner[mode] as Tx);
+    }
+    return outer;
+  };
+}
+
+async function setUp(): Promise<Running> {
+  switch (config.system) {
+    case "cruxx-registry": {
+      // Imported here so the baselines' children do not load the registry at all.
+      const { openRegistry } = await import("../../src/index.js");
+      const registry = await openRegistry(config.path, { durability: "normal" });
+      let worker: ReturnType<typeof registry.work> | undefined;
+      return {
+        start: () => {
+          worker = registry.work(config.kind, () => null, { onError: noteError });
+        },
+        stop: async () => {
+          await worker?.stop();
+          await registry.close();
+        },
+      };
+    }
+    case "plainjob": {
+      const queue = defineQueue({
+        connection: better(new Database(config.path)),
+        logger: silentLogger,
+      });
+      const worker = defineWorker(config.kind, () => undefined, {
+        queue,
+        logger: silentLogger,
+        pollIntervall: config.pollMs,
+        onFailed: (_job, error) => noteError(error),
+      });
+      let running: Promise<void> | undefined;
+      return {
+        start: () => {
+          running = worker.start().catch(noteError);
+        },
+        stop: async () => {
+          await worker.stop();
+          await running;
+          queue.close();
+        },
+      };
+    }
+    case "liteque": {
+      allowPromiseReturningTransactions();
+      const db = buildDBClient(config.path);
+      const queue = new SqliteQueue<{ i: number }>(config.kind, db, {
+        defaultJobArgs: { numRetries: 2 },
+        keepFailedJobs: false,
+      });
+      const runner = new Runner<{ i: number }>(
+        queue,
+        {
+          run: async () => undefined,
+          onError: async (job) => noteError(job.error),
+        },
+        { concurrency: 1, pollIntervalMs: config.pollMs, timeoutSecs: 60 },
+      );
+      let stopping = false;
+      let loop: Promise<void> | undefined;
+      return {
+        start: () => {
+          loop = (async () => {
+            // A runner that throws (SQLITE_BUSY between processes, say) is started again.
+            while (!stopping) {
+              try {
+                await runner.run();
+              } catch (error) {
+                noteError(error);
+              }
+            }
+          })();
+        },
+        stop: async () => {
+          stopping = true;
+          runner.stop();
+          await loop;
+        },
+      };
+    }
+  }
+}
+
+const running = await setUp();
+onStdinLines((line) => {
+  if (line === "go") running.start();
+  if (line === "stop") {
+    void running
+      .stop()
+      .catch(noteError)
+      .finally(() => {
+        const stats: ChildStats = { system: config.system, errors, firstError };
+        process.stdout.write(`stats ${JSON.stringify(stats)}\n`, () => process.exit(0));
+      });
+  }
+});
+process.stdout.write("ready\n");

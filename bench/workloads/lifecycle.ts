@@ -1,0 +1,224 @@
+/**
+ * W4: the full lifecycle (submit → claim → complete) with a no-op handler, in 1 and in 2 worker
+ * processes, for cruxx-registry, plainjob and liteque, each through its own API.
+ *
+ * For each system: the parent submits N tasks one at a time with the system's own submit call
+ * (timed), then K child processes (started and ready beforehand, not timed) drain the queue
+ * with the system's own worker. Throughput = N / (submit time + drain time). The drain ends
+ * when a read-only connection sees no pending or running task left (polled every 2 ms).
+ */
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { buildDBClient, SqliteQueue } from "liteque";
+import { better, defineQueue } from "plainjob";
+import { openRegistry } from "../../src/index.js";
+import {
+  type BenchContext,
+  type Child,
+  median,
+  type Row,
+  row,
+  silentLogger,
+  sleep,
+  startChild,
+  stopChild,
+  timeAsync,
+  withTempDir,
+} from "../util.js";
+import type { ChildConfig, ChildStats, QueueSystem } from "./lifecycle-child.js";
+
+const CHILD = fileURLToPath(new URL("./lifecycle-child.ts", import.meta.url));
+const KIND = "bench";
+const SYSTEMS: readonly QueueSystem[] = ["cruxx-registry", "plainjob", "liteque"];
+/** Idle poll interval given to the baselines' workers: the registry's change poll is 5 ms. */
+const BASELINE_POLL_MS = 5;
+
+interface Measurement {
+  readonly system: QueueSystem;
+  readonly procs: number;
+  readonly submitMs: number;
+  readonly drainMs: number;
+  readonly throughput: number;
+  readonly errors: number;
+  readonly firstError: string | null;
+}
+
+async function submitAll(system: QueueSystem, path: string, n: number): Promise<number> {
+  switch (system) {
+    case "cruxx-registry": {
+      const registry = await openRegistry(path, { durability: "normal" });
+      try {
+        return await timeAsync(async () => {
+          for (let i = 0; i < n; i++) await registry.submit(KIND, { i });
+        });
+      } finally {
+        await registry.close();
+      }
+    }
+    case "plainjob": {
+      const queue = defineQueue({ connection: better(new Database(path)), logger: silentLogger });
+      try {
+        return await timeAsync(async () => {
+          for (let i = 0; i < n; i++) queue.add(KIND, { i });
+        });
+      } finally {
+        queue.close();
+      }
+    }
+    case "liteque": {
+      const db = buildDBClient(path, { runMigrations: true });
+      const queue = new SqliteQueue<{ i: number }>(KIND, db, {
+        defaultJobArgs: { numRetries: 2 },
+        keepFailedJobs: false,
+      });
+      try {
+        return await timeAsync(async () => {
+          for (let i = 0; i < n; i++) await queue.enqueue({ i });
+        });
+      } finally {
+        // liteque exposes no close(); its drizzle session holds the better-sqlite3 handle.
+        (db as unknown as { session?: { client?: Database.Database } }).session?.client?.close();
+      }
+    }
+  }
+}
+
+/** Tasks not finished yet, as a separate read connection sees them. */
+function remainingQuery(system: QueueSystem, db: Database.Database): () => number {
+  const sql = {
+    "cruxx-registry": `select count(*) as n from tasks where status in ('pending', 'running')`,
+    // plainjob: 0 pending, 1 processing.
+    plainjob: `select count(*) as n from plainjob_jobs where status in (0, 1)`,
+    // liteque deletes a job when it completes.
+    liteque: `select count(*) as n from tasks where queue = '${KIND}'`,
+  }[system];
+  const statement = db.prepare(sql);
+  return () => (statement.get() as { n: number }).n;
+}
+
+/** Finished tasks, to check that every one was done exactly as the drain claimed. */
+function finishedCount(system: QueueSystem, db: Database.Database, n: number): number {
+  if (system === "cruxx-registry") {
+    return (
+      db.prepare(`select count(*) as n from tasks where status = 'done'`).get() as { n: number }
+    ).n;
+  }
+  if (system === "plainjob") {
+    return (
+      db.prepare(`select count(*) as n from plainjob_jobs where status = 2`).get() as { n: number }
+    ).n;
+  }
+  const left = (
+    db.prepare(`select count(*) as n from tasks where queue = ?`).get(KIND) as { n: number }
+  ).n;
+  return n - left;
+}
+
+async function measure(
+  system: QueueSystem,
+  procs: number,
+  n: number,
+  ctx: BenchContext,
+): Promise<Measurement> {
+  return withTempDir(`w4-${system}`, async (dir) => {
+    const path = dir.file("queue.db");
+    const submitMs = await submitAll(system, path, n);
+    const config: ChildConfig = { system, path, kind: KIND, pollMs: BASELINE_POLL_MS };
+    const children: Child[] = Array.from({ length: procs }, () => startChild(CHILD, config));
+    const reader = new Database(path, { readonly: true });
+    try {
+      await Promise.all(children.map((c) => c.ready));
+      const remaining = remainingQuery(system, reader);
+      const start = performance.now();
+      for (const child of children) child.send("go");
+      const deadline = start + 180_000;
+      while (remaining() > 0) {
+        if (performance.now() > deadline) throw new Error(`${system} did not drain in 180 s`);
+        await sleep(2);
+      }
+      const drainMs = performance.now() - start;
+      const statsLines = children.map((c) => {
+        const line = c.waitForLine((l) => l.startsWith("stats "));
+        line.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+        return line;
+      });
+      await Promise.all(children.map((c) => stopChild(c)));
+      const stats = (await Promise.all(statsLines)).map(
+        (line) => JSON.parse(line.slice("stats ".length)) as ChildStats,
+      );
+      const finished = finishedCount(system, reader, n);
+      if (finished !== n) throw new Error(`${system}: ${finished} of ${n} tasks finished`);
+      const errors = stats.reduce((sum, s) => sum + s.errors, 0);
+      const firstError = stats.find((s) => s.firstError !== null)?.firstError ?? null;
+      const throughput = (n / (submitMs + drainMs)) * 1000;
+      ctx.log(
+        `W4 ${system} ×${procs}: submit ${submitMs.toFixed(0)} ms, drain ${drainMs.toFixed(0)} ms → ${throughput.toFixed(0)} tasks/s${errors > 0 ? ` (${errors} worker errors: ${firstError})` : ""}`,
+      );
+      return { system, procs, submitMs, drainMs, throughput, errors, firstError };
+    } finally {
+      reader.close();
+      await Promise.all(children.map((c) => stopChild(c, "stop", 2000)));
+    }
+  });
+}
+
+export async function runLifecycle(ctx: BenchContext): Promise<Row[]> {
+  const n = ctx.quick ? 500 : 4000;
+  const rounds = ctx.quick ? 1 : 2;
+  const rows: Row[] = [];
+  for (const procs of [1, 2]) {
+    const results = new Map<QueueSystem, Measurement[]>(SYSTEMS.map((s) => [s, []]));
+    const failures = new Map<QueueSystem, string[]>(SYSTEMS.map((s) => [s, []]));
+    for (let r = 0; r < rounds; r++) {
+      // Rotate the order so no system always runs first (or last) in a round.
+      const order = SYSTEMS.map((_, i) => SYSTEMS[(i + r) % SYSTEMS.length] as QueueSystem);
+      for (const system of order) {
+        try {
+          results.get(system)?.push(await measure(system, procs, n, ctx));
+        } catch (error) {
+          const text = error instanceof Error ? error.message : String(error);
+          const lines = text.split("\n").filter((line) => line.trim() !== "");
+          failures.get(system)?.push(lines.slice(0, 3).join(" | "));
+          ctx.log(`W4 ${system} ×${procs} failed: ${text}`);
+        }
+      }
+    }
+    const summary = (system: QueueSystem) => {
+      const ms = results.get(system) ?? [];
+      const failed = failures.get(system) ?? [];
+      if (ms.length === 0) {
+        return { throughput: Number.NaN, text: `${system}: every run failed (${failed[0]})` };
+      }
+      const throughput = median(ms.map((m) => m.throughput));
+      const submit = median(ms.map((m) => m.submitMs));
+      const drain = median(ms.map((m) => m.drainMs));
+      const errors = ms.reduce((sum, m) => sum + m.errors, 0);
+      const firstError = ms.find((m) => m.firstError !== null)?.firstError;
+      return {
+        throughput,
+        text: `${system} ${throughput.toFixed(0)}/s (submit ${submit.toFixed(0)} ms + drain ${drain.toFixed(0)} ms${errors > 0 ? `, ${errors} worker errors: ${firstError}` : ""}${failed.length > 0 ? `, ${failed.length} failed runs: ${failed[0]}` : ""})`,
+      };
+    };
+    const ours = summary("cruxx-registry");
+    const baselines = (["plainjob", "liteque"] as const)
+      .map((system) => ({ system, ...summary(system) }))
+      .filter((b) => Number.isFinite(b.throughput));
+    const best = baselines.sort((a, b) => b.throughput - a.throughput)[0];
+    rows.push(
+      row({
+        id: "W4",
+        workload: `lifecycle submit→claim→complete, ${procs} worker process${procs > 1 ? "es" : ""}, no-op handler`,
+        value: ours.throughput,
+        unit: "tasks/s",
+        baseline:
+          best === undefined
+            ? null
+            : { value: best.throughput, name: `${best.system} (faster of plainjob, liteque)` },
+        target: { on: "ratio", op: ">=", bound: 2, text: "≥ 2× faster of plainjob/liteque" },
+        durability: "normal",
+        note: `N=${n}, median of ${rounds} rounds; ${[ours.text, summary("plainjob").text, summary("liteque").text].join("; ")}; baselines poll every ${BASELINE_POLL_MS} ms when idle; liteque runs with a driver shim (see README)`,
+      }),
+    );
+  }
+  return rows;
+}
