@@ -3,7 +3,7 @@
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
 import Database from "better-sqlite3";
-import { type Compilable, Kysely, Migrator, SqliteDialect } from "kysely";
+import { type Compilable, Kysely, Migrator, SqliteDialect, sql } from "kysely";
 import { z } from "zod";
 import { MIGRATIONS, migrationProvider } from "../../migrations/index.js";
 import {
@@ -513,7 +513,10 @@ function prepareStatements(db: Database.Database) {
     .selectFrom("tasks")
     .selectAll()
     .where("status", "=", "pending")
-    .where("run_at", "<=", param<number>("now"))
+    // Unary plus hides run_at from the planner's range choice: it then walks the claim index
+    // in order and stops at the first due row, instead of sorting every due row (504 µs vs
+    // 5 µs per claim with 5,000 pending).
+    .where(sql<number>`+${sql.ref("run_at")}`, "<=", param<number>("now"))
     .orderBy("priority", "desc")
     .orderBy("run_at")
     .orderBy("id")

@@ -263,3 +263,42 @@ describe("pending() is answered from an index", () => {
     db.close();
   });
 });
+
+describe("claim() is answered from the claim index", () => {
+  it("with a backlog, it walks the index in claim order and never sorts the due tasks", async () => {
+    const file = tempDbPath();
+    const { db, statements } = tracedDatabase(file);
+    let now = Date.UTC(2026, 0, 1);
+    const reg = new TaskRegistry(await SqliteBackend.open(db, { durability: "normal" }), {
+      clock: () => now,
+    });
+    // 5,000 pending tasks over two kinds, some delayed, priorities 0–4.
+    await reg.submitMany(
+      Array.from({ length: 5000 }, (_, i) => ({
+        kind: i % 2 === 0 ? "k" : "other",
+        input: i,
+        options: { priority: i % 5, ...(i % 7 === 0 ? { delayMs: 60_000 } : {}) },
+      })),
+    );
+    statements.length = 0;
+    const ofKind = await reg.claim("k", { owner: "w" });
+    const anyKind = await reg.claim("", { owner: "w" });
+    // The best due task: priority 4 first, then the oldest among them.
+    expect(ofKind?.task.input).toBe(4);
+    expect(anyKind?.task.input).toBe(9);
+    now += 60_000; // the delayed ones fall due, but 14 (delayed) is due later than 19
+    expect((await reg.claim(["k", "other"], { owner: "w" }))?.task.input).toBe(19);
+
+    const claims = [...new Set(statements.filter((sql) => /order by "priority" desc/i.test(sql)))];
+    expect(claims.length).toBeGreaterThanOrEqual(2);
+    for (const sql of claims) {
+      const plan = (db.prepare(`explain query plan ${sql}`).all() as { detail: string }[])
+        .map((row) => row.detail)
+        .join("\n");
+      expect(plan, sql).toMatch(/USING INDEX tasks_claim_(kind|any) \(status=\?/);
+      expect(plan, sql).not.toMatch(/TEMP B-TREE/);
+    }
+    await reg.close();
+    db.close();
+  });
+});
