@@ -1,4 +1,4 @@
-import type { Kysely } from "kysely";
+import { type Kysely, sql } from "kysely";
 
 /**
  * Leases, retries, scheduling and append-only durable steps. Scheduling state lives in
@@ -24,30 +24,35 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       .addColumn(name, type, (c) => (fallback === null ? c : c.notNull().defaultTo(fallback)))
       .execute();
   }
+  const pending = sql<boolean>`${sql.ref("status")} = ${sql.lit("pending")}`;
   await db.schema
     .createIndex("tasks_idempotency_key")
     .unique()
     .on("tasks")
     .column("idempotency_key")
+    .where(sql.ref("idempotency_key"), "is not", null)
     .execute();
   // claim: the best due pending task of one kind, or of any kind, is the first index entry.
   await db.schema
     .createIndex("tasks_claim_kind")
     .on("tasks")
-    .columns(["status", "kind", "priority desc", "run_at", "id"])
+    .columns(["kind", "priority desc", "run_at", "id"])
+    .where(pending)
     .execute();
   await db.schema
     .createIndex("tasks_claim_any")
     .on("tasks")
-    .columns(["status", "priority desc", "run_at", "id"])
+    .columns(["priority desc", "run_at", "id"])
+    .where(pending)
     .execute();
   // nextWakeAt: the earliest due time among waiting tasks.
-  await db.schema.createIndex("tasks_due").on("tasks").columns(["status", "run_at"]).execute();
+  await db.schema.createIndex("tasks_due").on("tasks").column("run_at").where(pending).execute();
   // sweep: running tasks whose lease has expired, soonest first.
   await db.schema
     .createIndex("tasks_lease_expiry")
     .on("tasks")
-    .columns(["status", "lease_expires_at"])
+    .column("lease_expires_at")
+    .where(sql.ref("status"), "=", sql.lit("running"))
     .execute();
 
   // Steps a running task has persisted since its document was last written: appending one is

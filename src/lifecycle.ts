@@ -299,8 +299,8 @@ function withDocument(
   now: number,
   edit: (task: Task) => Task,
 ): TaskState {
-  const task = edit({ ...decodeStoredTask(state.data), status });
-  return { ...state, status, data: writeTask(task), updatedAt: now };
+  const task = edit({ ...(state.decoded ?? decodeStoredTask(state.data)), status });
+  return { ...state, status, data: writeTask(task), updatedAt: now, decoded: task };
 }
 
 /** The task's checkpoint as a run in progress; a new one if it has none yet. */

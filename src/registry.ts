@@ -267,15 +267,26 @@ export class TaskRegistry {
     kinds: string | readonly string[],
     options: ClaimOptions,
   ): Promise<ClaimedTask | null> {
+    return (await this.claimMany(kinds, { ...options, limit: 1 }))[0] ?? null;
+  }
+
+  /** Claim up to `limit` tasks in one transaction, each under its own lease; see claim(). */
+  async claimMany(
+    kinds: string | readonly string[],
+    options: ClaimOptions & { readonly limit: number },
+  ): Promise<ClaimedTask[]> {
     const filter = checkKinds(kinds);
     const owner = checkOwner(options.owner);
     const leaseMs = checkLeaseMs(options.leaseMs);
+    const limit = positiveInteger(options.limit, "$.limit");
     const now = this.#now();
-    const lease = { owner, token: randomUUID(), expiresAt: now + leaseMs };
-    const state = await this.#backend.claim(filter, now, (s) => claimTask(s, lease, now));
-    if (state === undefined) return null;
-    this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
-    return toRecord(state) as ClaimedTask;
+    const states = await this.#backend.claim(filter, now, limit, (s) =>
+      claimTask(s, { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
+    );
+    return states.map((state) => {
+      this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
+      return toRecord(state) as ClaimedTask;
+    });
   }
 
   /** Extend the lease; says whether the task was cancelled meanwhile. LEASE_LOST if not held. */
@@ -472,7 +483,10 @@ export class TaskRegistry {
     }
     const kind = checkKind(request.kind, `${path}.kind`);
     const inputText = encodeInput(request.input, this.#maxInputBytes, `${path}.input`);
-    const options = validate(submitOptionsSchema, request.options ?? {}, `${path}.options`);
+    const options: z.output<typeof submitOptionsSchema> =
+      request.options === undefined
+        ? {}
+        : validate(submitOptionsSchema, request.options, `${path}.options`);
     const runAt = options.runAt ?? now + (options.delayMs ?? 0);
     return newTaskState(
       {
@@ -527,7 +541,7 @@ export class TaskRegistry {
 
 function toRecord(state: TaskState): TaskRecord {
   return {
-    task: decodeStoredTask(state.data),
+    task: state.decoded ?? decodeStoredTask(state.data),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,

@@ -18,6 +18,8 @@ export interface ChildConfig {
   readonly kind: string;
   /** How often an idle baseline worker polls (ms). */
   readonly pollMs: number;
+  /** Worker concurrency of the registry's children (the baselines' workers run one at a time). */
+  readonly registryConcurrency: number;
 }
 
 export interface ChildStats {
@@ -84,7 +86,12 @@ async function setUp(): Promise<Running> {
       let worker: ReturnType<typeof registry.work> | undefined;
       return {
         start: () => {
-          worker = registry.work(config.kind, () => null, { onError: noteError });
+          // Free slots are claimed in one transaction and no-op runs finishing together
+          // complete in one group commit: the registry's way to drain a backlog.
+          worker = registry.work(config.kind, () => null, {
+            onError: noteError,
+            concurrency: config.registryConcurrency,
+          });
         },
         stop: async () => {
           await worker?.stop();

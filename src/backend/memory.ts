@@ -89,17 +89,19 @@ export class MemoryBackend implements RegistryBackend {
     const next = change(current);
     const entry = this.#entries.get(id) as Entry;
     if (next.data !== current.data) return this.#write(next);
-    entry.state = { ...next, data: entry.state.data }; // columns only: appended steps stay
+    const { decoded: _, ...columns } = next;
+    entry.state = { ...columns, data: entry.state.data }; // columns only: appended steps stay
     return next;
   }
 
-  async claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined> {
-    let best: TaskState | undefined;
-    for (const { state } of this.#entries.values()) {
-      if (state.status !== "pending" || state.runAt > now || !matches(kinds, state.kind)) continue;
-      if (best === undefined || claimOrder(state, best) < 0) best = state;
-    }
-    return best && this.#write(change(this.#read(best.id) as TaskState));
+  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<TaskState[]> {
+    this.#assertOpen();
+    return [...this.#entries.values()]
+      .map((entry) => entry.state)
+      .filter((s) => s.status === "pending" && s.runAt <= now && matches(kinds, s.kind))
+      .sort(claimOrder)
+      .slice(0, limit)
+      .map((s) => this.#write(change(this.#read(s.id) as TaskState)));
   }
 
   async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
@@ -170,7 +172,12 @@ export class MemoryBackend implements RegistryBackend {
 
   /** Store a whole state; its document now holds every step. */
   #write(state: TaskState): TaskState {
-    this.#entries.set(state.id, { state, inDocument: countSteps(state.data), steps: new Map() });
+    const { decoded: _, ...stored } = state; // kept only by the caller: steps appended later would outdate it
+    this.#entries.set(state.id, {
+      state: stored,
+      inDocument: countSteps(state.data),
+      steps: new Map(),
+    });
     return state;
   }
 

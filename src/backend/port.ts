@@ -7,7 +7,7 @@
  * adapter passes the same contract suite.
  */
 import type { TaskId } from "../ids.js";
-import type { TaskStatus } from "../wire/schema.js";
+import type { Task, TaskStatus } from "../wire/schema.js";
 
 /** A serialized task and the fields an adapter indexes beside it. */
 export interface TaskRow {
@@ -42,6 +42,11 @@ export interface TaskState extends TaskRow {
   readonly cancelRequested: boolean;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /**
+   * The document already decoded, when this state was just made by a transition: readers
+   * skip decoding it again. Adapters neither store nor need it.
+   */
+  readonly decoded?: Task;
 }
 
 /** A step's JSON at its position (ordinal) in the run. */
@@ -103,10 +108,10 @@ export interface RegistryBackend {
    */
   update(id: TaskId, change: Change): Promise<TaskState>;
   /**
-   * Atomically take the best due pending task of `kinds` (priority, then due time, then id)
-   * and store `change` of it; undefined when none is due.
+   * Atomically take up to `limit` best due pending tasks of `kinds` (priority, then due time,
+   * then id), storing `change` of each, in one transaction; `[]` when none is due.
    */
-  claim(kinds: KindFilter, now: number, change: Change): Promise<TaskState | undefined>;
+  claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<TaskState[]>;
   /**
    * Atomically apply `change` to every running task of `kinds` whose lease expired by
    * `filter.now`, or is held by `filter.owner`.

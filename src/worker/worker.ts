@@ -166,12 +166,14 @@ export class Worker {
         const lookedAt = this.#registry.now();
         await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
-          const claimed = await this.#registry.claim(this.#kinds, {
+          // Every free slot in one transaction.
+          const claimed = await this.#registry.claimMany(this.#kinds, {
             owner: this.owner,
             leaseMs: this.#leaseMs,
+            limit: this.#concurrency - this.#runs.size,
           });
-          if (claimed === null) break;
-          this.#start(claimed);
+          if (claimed.length === 0) break;
+          for (const task of claimed) this.#start(task);
         }
         if (this.#stopping.signal.aborted) break;
         await this.#idle(lookedAt, version);

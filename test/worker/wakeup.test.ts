@@ -241,7 +241,7 @@ describe("another connection in this process, on the same SQLite file", () => {
         if (property !== "claim") return value.bind(target);
         return async (...args: unknown[]) => {
           const claimed: unknown = await value.apply(target, args);
-          if (injected === undefined && claimed === undefined) {
+          if (injected === undefined && Array.isArray(claimed) && claimed.length === 0) {
             injected = other.submit("job", null, { runAt: Date.now() - 1000 });
             await injected;
           }
