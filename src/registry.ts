@@ -6,7 +6,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import type { Change, KindFilter, Lease, RegistryBackend, TaskState } from "./backend/port.js";
+import type {
+  Change,
+  KindFilter,
+  Lease,
+  RegistryBackend,
+  TaskRow,
+  TaskState,
+} from "./backend/port.js";
 import { ConflictError, NotFoundError, ValidationError } from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
@@ -25,7 +32,14 @@ import {
   retryTask,
 } from "./lifecycle.js";
 import { Wakeup } from "./wakeup.js";
-import { decodeStoredTask, validate, writeCrux, writeStep, writeTask } from "./wire/codec.js";
+import {
+  decodeStoredTask,
+  replaceCheckpoint,
+  validate,
+  writeCrux,
+  writeStep,
+  writeTask,
+} from "./wire/codec.js";
 import { type Json, JsonValueError, parseJson, stringifyJson } from "./wire/json.js";
 import {
   type Crux,
@@ -219,7 +233,10 @@ export class TaskRegistry {
     if (!(TASK_STATUSES as readonly unknown[]).includes(status)) {
       throw new ValidationError("$.status", `expected one of ${TASK_STATUSES.join(", ")}`);
     }
-    await this.#modify(checkTaskId(id), (task) => ({ ...task, status }));
+    await this.#modify(checkTaskId(id), (stored) => {
+      const task = { ...decodeStoredTask(stored), status };
+      return { kind: task.kind, status, data: writeTask(task) };
+    });
     if (status === "pending") this.#wakeup.notify();
   }
 
@@ -227,12 +244,9 @@ export class TaskRegistry {
   async checkpoint(id: string, crux: Crux): Promise<void> {
     const taskId = checkTaskId(id);
     const snapshot = validate(cruxSchema, crux, "$.checkpoint");
-    writeCrux(snapshot, "$.checkpoint"); // rejects non-JSON values inside the Crux before any write
-    await this.#modify(taskId, (task) => ({
-      ...task,
-      checkpoint: snapshot,
-      attempts: task.attempts + 1,
-    }));
+    // Written once, before any write: this also rejects non-JSON values inside the Crux.
+    const text = writeCrux(snapshot, "$.checkpoint");
+    await this.#modify(taskId, (stored) => replaceCheckpoint(stored, snapshot, text));
   }
 
   /** Pending tasks of `kind` (`""` = every kind), oldest first. */
@@ -523,17 +537,12 @@ export class TaskRegistry {
     return this.#backend.update(checkTaskId(id), change);
   }
 
-  async #modify(id: TaskId, change: (task: Task) => Task): Promise<void> {
+  /** The seed's read-modify-CAS loop over the stored document, `casRetries` times at most. */
+  async #modify(id: TaskId, change: (stored: string) => TaskRow): Promise<void> {
     for (let attempt = 0; attempt < this.#casRetries; attempt++) {
       const stored = await this.#backend.get(id);
       if (stored === undefined) throw new NotFoundError(id);
-      const next = change(decodeStoredTask(stored));
-      const swapped = await this.#backend.cas(id, stored, {
-        kind: next.kind,
-        status: next.status,
-        data: writeTask(next),
-      });
-      if (swapped) return;
+      if (await this.#backend.cas(id, stored, change(stored))) return;
     }
     throw new ConflictError(id);
   }

@@ -4,6 +4,7 @@
  * The writers build the text directly so the order is fixed by code, not by object shape.
  */
 import type { z } from "zod";
+import type { TaskRow } from "../backend/port.js";
 import { RegistryError, SerializationError, ValidationError } from "../errors.js";
 import {
   formatF32,
@@ -22,6 +23,7 @@ import {
   type Task,
   taskSchema,
 } from "./schema.js";
+import { checkpointBounds } from "./splice.js";
 
 // serde_json and JSON.stringify escape well-formed strings identically.
 const stringText = (text: string): string => JSON.stringify(text);
@@ -49,6 +51,29 @@ export function decodeStoredTask(document: unknown): Task {
     }
     throw error;
   }
+}
+
+/**
+ * The stored document with its checkpoint replaced by `checkpoint` (already written as
+ * `checkpointText`) and `attempts` + 1. In a document laid out as we write them, the old
+ * checkpoint is not decoded: only the rest of the document is (and so checked), and its text
+ * is kept as it is. A large checkpoint is not parsed again just to be thrown away.
+ */
+export function replaceCheckpoint(
+  document: string,
+  checkpoint: Crux,
+  checkpointText: string,
+): TaskRow {
+  const bounds = checkpointBounds(document);
+  const tail = bounds && document.slice(bounds.end);
+  if (bounds === undefined || tail === undefined || !/^,"attempts":\d+\}$/.test(tail)) {
+    const task = decodeStoredTask(document);
+    const next = { ...task, checkpoint, attempts: task.attempts + 1 };
+    return { kind: next.kind, status: next.status, data: writeTask(next) };
+  }
+  const head = decodeStoredTask(`${document.slice(0, bounds.start)}null${tail}`);
+  const data = `${document.slice(0, bounds.start)}${checkpointText},"attempts":${head.attempts + 1}}`;
+  return { kind: head.kind, status: head.status, data };
 }
 
 /** Validate a Task value and write it in the Rust crate's exact format. */

@@ -47,6 +47,16 @@ export function countSteps(document: string): number {
   }
 }
 
+/** Where the top-level `checkpoint` value of a task document starts and ends, if it has one. */
+export function checkpointBounds(document: string): { start: number; end: number } | undefined {
+  try {
+    const start = valueOfKey(document, 0, "checkpoint");
+    return start === undefined ? undefined : { start, end: skipValue(document, start) };
+  } catch {
+    return undefined;
+  }
+}
+
 /** Position of the value of `key` in the object starting at `start`, or undefined. */
 function valueOfKey(text: string, start: number, key: string): number | undefined {
   if (text[start] !== "{") return undefined;
