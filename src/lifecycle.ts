@@ -43,17 +43,22 @@ export interface NewTask {
 }
 
 export function newTaskState(task: NewTask, now: number): TaskState {
-  const { inputText, ...rest } = task;
+  // Field by field, not by spreading: submitMany builds 100,000 of these at a time.
   return {
-    ...rest,
+    id: task.id,
+    kind: task.kind,
     status: "pending",
     data: writeTaskWithInput(
       { id: task.id, kind: task.kind, status: "pending", checkpoint: null, attempts: 0 },
-      inputText,
+      task.inputText,
     ),
+    priority: task.priority,
+    runAt: task.runAt,
     runs: 0,
+    maxAttempts: task.maxAttempts,
     lease: null,
     lastError: null,
+    idempotencyKey: task.idempotencyKey,
     cancelRequested: false,
     createdAt: now,
     updatedAt: now,

@@ -340,7 +340,11 @@ export class SqliteBackend implements RegistryBackend {
   }
 }
 
-function toColumns(state: TaskState): Columns {
+/**
+ * A state as bound to statements. `stepsInDocument` matters only to statements that write
+ * `data` (see withDocumentColumns): counting scans the document, so others skip it.
+ */
+function toColumns(state: TaskState, stepsInDocument = 0): Columns {
   return {
     id: state.id,
     kind: state.kind,
@@ -358,14 +362,13 @@ function toColumns(state: TaskState): Columns {
     last_error: state.lastError,
     idempotency_key: state.idempotencyKey,
     cancel_requested: state.cancelRequested ? 1 : 0,
-    // Only statements that write `data` bind it (see withDocumentColumns): counting scans it.
-    steps_in_document: 0,
+    steps_in_document: stepsInDocument,
   };
 }
 
 /** The columns of a state whose document is being written. */
 function withDocumentColumns(state: TaskState): Columns {
-  return { ...toColumns(state), steps_in_document: countSteps(state.data) };
+  return toColumns(state, countSteps(state.data));
 }
 
 function fromColumns(row: Columns): TaskState {
