@@ -3,7 +3,14 @@
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
 import Database from "better-sqlite3";
-import { type Compilable, Kysely, Migrator, SqliteDialect, sql } from "kysely";
+import {
+  type Compilable,
+  Kysely,
+  Migrator,
+  type SelectQueryBuilder,
+  SqliteDialect,
+  sql,
+} from "kysely";
 import { z } from "zod";
 import { MIGRATIONS, migrationProvider } from "../../migrations/index.js";
 import {
@@ -51,6 +58,14 @@ export interface SqliteBackendOptions {
 }
 
 type Columns = RegistryTables["tasks"];
+/** A row as read: its columns, and whether steps were appended to it since it was written. */
+type StoredRow = Columns & { readonly has_steps: number };
+
+/** A task as read inside a transaction: `appended` says task_steps rows back its document. */
+interface Loaded {
+  readonly state: TaskState;
+  readonly appended: boolean;
+}
 
 const backendOptionsSchema = z.object({
   durability: z.enum(DURABILITY_MODES).default("full"),
@@ -137,15 +152,15 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   get(id: TaskId): Promise<string | undefined> {
-    return this.#run("get", () => this.#read(id)?.data);
+    return this.#run("get", () => this.#read(id)?.state.data);
   }
 
   put(id: TaskId, row: TaskRow): Promise<void> {
     return this.#transaction("put", () => {
-      const current = this.#readHead(id);
-      const next = overwriteDocument(current, id, row, Date.now());
+      const current = this.#read(id);
+      const next = overwriteDocument(current?.state, id, row, Date.now());
       if (current === undefined) this.#sql.insert.run(withDocumentColumns(next));
-      else this.#write(next);
+      else this.#write(next, current);
     });
   }
 
@@ -165,8 +180,8 @@ export class SqliteBackend implements RegistryBackend {
   cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
     return this.#transaction("cas", () => {
       const current = this.#read(id);
-      if (current?.data !== expected) return false;
-      this.#write(overwriteDocument(current, id, next, Date.now()));
+      if (current?.state.data !== expected) return false;
+      this.#write(overwriteDocument(current.state, id, next, Date.now()), current);
       return true;
     });
   }
@@ -195,15 +210,15 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   read(id: TaskId): Promise<TaskState | undefined> {
-    return this.#run("read", () => this.#read(id));
+    return this.#run("read", () => this.#read(id)?.state);
   }
 
   update(id: TaskId, change: Change): Promise<TaskState> {
     return this.#transaction("update", () => {
       const current = this.#read(id);
       if (current === undefined) throw new NotFoundError(id);
-      const next = change(current);
-      if (next.data !== current.data) return this.#write(next);
+      const next = change(current.state);
+      if (next.data !== current.state.data) return this.#write(next, current);
       this.#sql.updateSchedule.run(toColumns(next)); // columns only: appended steps stay
       return next;
     });
@@ -213,18 +228,19 @@ export class SqliteBackend implements RegistryBackend {
     // Usually an idle worker finds nothing: find that out without taking the write lock.
     if ((await this.#run("claim", () => this.#bestDue(kinds, now, 1))).length === 0) return [];
     return this.#transaction("claim", () =>
-      this.#bestDue(kinds, now, limit).map((best) => this.#write(change(this.#withSteps(best)))),
+      this.#bestDue(kinds, now, limit).map((best) => this.#write(change(best.state), best)),
     );
   }
 
   /** The due pending tasks a claim takes: one ordered index search per kind, merged. */
-  #bestDue(kinds: KindFilter, now: number, limit: number): TaskState[] {
+  #bestDue(kinds: KindFilter, now: number, limit: number): Loaded[] {
     const rows =
       kinds.length === 0
         ? this.#sql.bestDueAny.all({ now, limit })
         : kinds.flatMap((kind) => this.#sql.bestDueOfKind.all({ kind, now, limit }));
-    const states = rows.map(fromColumns);
-    return kinds.length > 1 ? states.sort(claimOrder).slice(0, limit) : states;
+    const loaded = rows.map((row) => this.#load(row));
+    if (kinds.length <= 1) return loaded;
+    return loaded.sort((a, b) => claimOrder(a.state, b.state)).slice(0, limit);
   }
 
   async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
@@ -232,13 +248,14 @@ export class SqliteBackend implements RegistryBackend {
       (filter.owner === undefined
         ? this.#sql.expired.all({ now: filter.now })
         : this.#sql.expiredOrOwned.all({ now: filter.now, owner: filter.owner })
-      )
-        .map(fromColumns)
-        .filter((state) => kinds.length === 0 || kinds.includes(state.kind));
+      ).filter((row) => kinds.length === 0 || kinds.includes(row.kind));
     // Usually there is nothing to take back: find that out without taking the write lock.
     if ((await this.#run("sweep", expired)).length === 0) return [];
     return this.#transaction("sweep", () =>
-      expired().map((state) => this.#write(change(this.#withSteps(state)))),
+      expired().map((row) => {
+        const current = this.#load(row);
+        return this.#write(change(current.state), current);
+      }),
     );
   }
 
@@ -281,34 +298,27 @@ export class SqliteBackend implements RegistryBackend {
     else this.#restoreSettings();
   }
 
-  /** The task as stored, without appended steps. */
-  #readHead(id: TaskId): TaskState | undefined {
-    const row = this.#sql.read.get({ id });
-    return row && fromColumns(row);
-  }
-
   /** The task with appended steps spliced into its document. */
-  #read(id: TaskId): TaskState | undefined {
-    const head = this.#readHead(id);
-    return head && this.#withSteps(head);
+  #read(id: TaskId): Loaded | undefined {
+    const row = this.#sql.read.get({ id });
+    return row && this.#load(row);
   }
 
-  #withSteps(head: TaskState): TaskState {
-    const steps = this.#sql.stepsOf.all({ id: head.id });
-    if (steps.length === 0) return head;
-    return {
-      ...head,
-      data: spliceSteps(
-        head.data,
-        steps.map((row) => row.data),
-      ),
-    };
+  /** A row as a state; the appended steps are read only if the row says there are some. */
+  #load(row: StoredRow): Loaded {
+    const state = fromColumns(row);
+    if (row.has_steps === 0) return { state, appended: false };
+    const steps = this.#sql.stepsOf.all({ id: state.id }).map((step) => step.data);
+    return { state: { ...state, data: spliceSteps(state.data, steps) }, appended: true };
   }
 
-  /** Store a whole state: its document now holds every step, so appended ones are dropped. */
-  #write(state: TaskState): TaskState {
+  /**
+   * Store a whole state: its document now holds every step, so the steps appended to what
+   * was loaded are dropped.
+   */
+  #write(state: TaskState, loaded: Loaded): TaskState {
     this.#sql.update.run(withDocumentColumns(state));
-    this.#sql.clearSteps.run({ id: state.id });
+    if (loaded.appended) this.#sql.clearSteps.run({ id: state.id });
     return state;
   }
 
@@ -493,6 +503,20 @@ const COLUMN_NAMES = [
 
 type Statements = ReturnType<typeof prepareStatements>;
 
+/** Adds `has_steps`: whether task_steps holds rows for the task (an index probe). */
+function withHasSteps<Q extends SelectQueryBuilder<RegistryTables, "tasks", Columns>>(query: Q) {
+  return query.select((eb) =>
+    eb
+      .exists(
+        eb
+          .selectFrom("task_steps")
+          .select("task_steps.ordinal")
+          .whereRef("task_steps.task_id", "=", "tasks.id"),
+      )
+      .as("has_steps"),
+  );
+}
+
 // Literals, not parameters: only then can SQLite prove a query matches a partial index's WHERE.
 const PENDING = sql.lit("pending" as const);
 const RUNNING = sql.lit("running" as const);
@@ -510,9 +534,7 @@ function prepareStatements(db: Database.Database) {
     .where("status", "=", PENDING)
     .orderBy("id")
     .limit(param<number>("limit"));
-  const bestDue = k
-    .selectFrom("tasks")
-    .selectAll()
+  const bestDue = withHasSteps(k.selectFrom("tasks").selectAll())
     .where("status", "=", PENDING)
     // Unary plus hides run_at from the planner's range choice: it then walks the claim index
     // in order and stops at the first due row, instead of sorting every due row (504 µs vs
@@ -524,8 +546,8 @@ function prepareStatements(db: Database.Database) {
     .limit(param<number>("limit"));
   const prepare = <P extends object, R>(query: Compilable<R>) => new PreparedQuery<P, R>(db, query);
   return {
-    read: prepare<{ id: string }, Columns>(
-      k.selectFrom("tasks").selectAll().where("id", "=", param<string>("id")),
+    read: prepare<{ id: string }, StoredRow>(
+      withHasSteps(k.selectFrom("tasks").selectAll()).where("id", "=", param<string>("id")),
     ),
     stepsOf: prepare<{ id: string }, { data: string }>(
       k
@@ -570,22 +592,18 @@ function prepareStatements(db: Database.Database) {
     byIdempotencyKey: prepare<{ key: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("idempotency_key", "=", param<string>("key")),
     ),
-    bestDueOfKind: prepare<{ kind: string; now: number; limit: number }, Columns>(
+    bestDueOfKind: prepare<{ kind: string; now: number; limit: number }, StoredRow>(
       bestDue.where("kind", "=", param<string>("kind")),
     ),
-    bestDueAny: prepare<{ now: number; limit: number }, Columns>(bestDue),
-    expired: prepare<{ now: number }, Columns>(
-      k
-        .selectFrom("tasks")
-        .selectAll()
+    bestDueAny: prepare<{ now: number; limit: number }, StoredRow>(bestDue),
+    expired: prepare<{ now: number }, StoredRow>(
+      withHasSteps(k.selectFrom("tasks").selectAll())
         .where("status", "=", RUNNING)
         .where("lease_expires_at", "<=", param<number>("now"))
         .orderBy("lease_expires_at"),
     ),
-    expiredOrOwned: prepare<{ now: number; owner: string }, Columns>(
-      k
-        .selectFrom("tasks")
-        .selectAll()
+    expiredOrOwned: prepare<{ now: number; owner: string }, StoredRow>(
+      withHasSteps(k.selectFrom("tasks").selectAll())
         .where("status", "=", RUNNING)
         .where((eb) =>
           eb.or([
