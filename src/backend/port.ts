@@ -132,6 +132,12 @@ export interface RegistryBackend {
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
   /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */
   changeVersion(): Promise<number>;
+  /**
+   * Optional: call `listener` soon after any connection may have committed (SQLite: the WAL
+   * file changed), so an idle worker need not wait for its next changeVersion poll. Spurious
+   * calls are fine. Returns the function that stops listening.
+   */
+  watchChanges?(listener: () => void): () => void;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
   close(): Promise<void>;
 }

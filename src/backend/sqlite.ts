@@ -2,6 +2,7 @@
  * The SQLite adapter: one file (or `:memory:`), WAL, prepared statements compiled from the
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
+import { type FSWatcher, watch } from "node:fs";
 import Database from "better-sqlite3";
 import {
   type Compilable,
@@ -81,6 +82,8 @@ export class SqliteBackend implements RegistryBackend {
   /** Puts back the connection settings we changed on an application's own Database. */
   readonly #restoreSettings: () => void;
   readonly #writer: GroupCommit;
+  readonly #changeListeners = new Set<() => void>();
+  #watcher: FSWatcher | undefined;
   #closed = false;
 
   private constructor(
@@ -290,9 +293,32 @@ export class SqliteBackend implements RegistryBackend {
     );
   }
 
+  /** Watches the WAL file, which every commit of any process writes to (inotify on Linux). */
+  watchChanges(listener: () => void): () => void {
+    if (this.#watcher === undefined && !this.#db.memory && !this.#closed) {
+      try {
+        this.#watcher = watch(`${this.#db.name}-wal`, { persistent: false }, () => {
+          for (const notify of this.#changeListeners) notify();
+        });
+        this.#watcher.on("error", () => this.#stopWatching());
+      } catch {
+        // No WAL file to watch (read-only, or another journal mode): callers keep polling.
+      }
+    }
+    this.#changeListeners.add(listener);
+    // The watch stays open until close(): idle workers come and go many times a second.
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  #stopWatching(): void {
+    this.#watcher?.close();
+    this.#watcher = undefined;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopWatching();
     await this.#writer.drained(); // writes already requested still commit
     if (this.#ownsDatabase) this.#db.close();
     else this.#restoreSettings();

@@ -27,7 +27,10 @@ export interface WorkOptions {
   readonly heartbeatMs?: number;
   /** Longest idle sleep: expired leases are swept at least this often. Default 1 s. */
   readonly pollIntervalMs?: number;
-  /** How often an idle worker checks whether another process committed. Default 5 ms. */
+  /**
+   * How often an idle worker checks whether another process committed, when the backend
+   * cannot tell it at once (SQLite watches its WAL file). Default 5 ms.
+   */
   readonly changePollMs?: number;
   /** Lease owner name. Default `host:pid:random`. */
   readonly owner?: string;
@@ -216,10 +219,15 @@ export class Worker {
   /** Resolves when another connection has committed since `since` (maybe a submit), or on abort. */
   async #watchOtherProcesses(since: number, signal: AbortSignal): Promise<void> {
     const { backend } = this.#internals;
-    const tick = new Wakeup();
-    while (!signal.aborted) {
-      if ((await backend.changeVersion()) !== since) return;
-      await tick.wait(this.#changePollMs, signal);
+    const maybeChanged = new Wakeup();
+    const unwatch = backend.watchChanges?.(() => maybeChanged.notify());
+    try {
+      while (!signal.aborted) {
+        if ((await backend.changeVersion()) !== since) return;
+        await maybeChanged.wait(this.#changePollMs, signal);
+      }
+    } finally {
+      unwatch?.();
     }
   }
 
