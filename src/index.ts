@@ -1,3 +1,4 @@
+export { DEFAULT_LEASE_MS, MIN_LEASE_MS } from "./arguments.js";
 export { MemoryBackend } from "./backend/memory.js";
 export type {
   Change,
@@ -29,10 +30,8 @@ export { type OpenRegistryOptions, openRegistry } from "./open.js";
 export {
   type ClaimedTask,
   type ClaimOptions,
-  DEFAULT_LEASE_MS,
   type FailResult,
   type HeartbeatResult,
-  MIN_LEASE_MS,
   type PendingOptions,
   type RecoverOptions,
   type RetryBackoff,

@@ -5,15 +5,20 @@
  * documents are decoded here; below, everything is plain typed values.
  */
 import { randomUUID } from "node:crypto";
-import { z } from "zod";
-import type {
-  Change,
-  KindFilter,
-  Lease,
-  RegistryBackend,
-  TaskRow,
-  TaskState,
-} from "./backend/port.js";
+import type { z } from "zod";
+import {
+  checkKind,
+  checkKinds,
+  checkLeaseMs,
+  checkOwner,
+  checkTaskId,
+  checkToken,
+  encodeInput,
+  jsonValue,
+  positiveInteger,
+  submitOptionsSchema,
+} from "./arguments.js";
+import type { Change, Lease, RegistryBackend, TaskRow, TaskState } from "./backend/port.js";
 import { ConflictError, NotFoundError, ValidationError } from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
@@ -40,7 +45,7 @@ import {
   writeStep,
   writeTask,
 } from "./wire/codec.js";
-import { type Json, JsonValueError, parseJson, stringifyJson } from "./wire/json.js";
+import { type Json, parseJson } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
@@ -51,7 +56,6 @@ import {
   TASK_STATUSES,
   type Task,
   type TaskStatus,
-  taskIdSchema,
 } from "./wire/schema.js";
 import { Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";
 
@@ -150,26 +154,6 @@ export interface RecoverOptions {
    */
   readonly owner?: string;
 }
-
-export const DEFAULT_LEASE_MS = 30_000;
-export const MIN_LEASE_MS = 100;
-const MAX_KIND_LENGTH = 255;
-
-const submitOptionsSchema = z
-  .strictObject({
-    delayMs: z.number().int().min(0).optional(),
-    runAt: z
-      .union([z.number().int().min(0), z.date().transform((d) => d.getTime())])
-      .pipe(z.number().int().min(0, "expected a time at or after 1970"))
-      .optional(),
-    priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
-    maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
-    idempotencyKey: z.string().min(1).max(1024).optional(),
-  })
-  .refine((o) => o.delayMs === undefined || o.runAt === undefined, {
-    message: "give delayMs or runAt, not both",
-    path: ["runAt"],
-  });
 
 export class TaskRegistry {
   readonly #backend: RegistryBackend;
@@ -577,84 +561,4 @@ export function toCruxErr(error: unknown): CruxErr {
   if (error instanceof Error) return { kind: "step_failed", step: "", message: error.message };
   if (typeof error === "string") return { kind: "step_failed", step: "", message: error };
   return validate(cruxErrSchema, error, "$.error");
-}
-
-function checkTaskId(id: unknown): TaskId {
-  return validate(taskIdSchema, id, "$.id");
-}
-
-function checkKind(kind: unknown, path = "$.kind"): string {
-  if (
-    typeof kind !== "string" ||
-    kind.length === 0 ||
-    kind.length > MAX_KIND_LENGTH ||
-    !kind.isWellFormed()
-  ) {
-    throw new ValidationError(path, `expected a string of 1 to ${MAX_KIND_LENGTH} characters`);
-  }
-  return kind;
-}
-
-function checkKinds(kinds: unknown): KindFilter {
-  if (kinds === "") return [];
-  if (typeof kinds === "string") return [checkKind(kinds, "$.kinds")];
-  if (!Array.isArray(kinds))
-    throw new ValidationError("$.kinds", "expected a kind or an array of kinds");
-  return kinds.map((kind, i) => checkKind(kind, `$.kinds[${i}]`));
-}
-
-function checkOwner(owner: unknown): string {
-  if (typeof owner !== "string" || owner.length === 0 || owner.length > 255) {
-    throw new ValidationError("$.owner", "expected a string of 1 to 255 characters");
-  }
-  return owner;
-}
-
-function checkToken(token: unknown): string {
-  if (typeof token !== "string" || token.length === 0) {
-    throw new ValidationError("$.token", "expected the lease token from claim()");
-  }
-  return token;
-}
-
-function checkLeaseMs(leaseMs: unknown): number {
-  if (leaseMs === undefined) return DEFAULT_LEASE_MS;
-  if (typeof leaseMs !== "number" || !Number.isSafeInteger(leaseMs) || leaseMs < MIN_LEASE_MS) {
-    throw new ValidationError("$.leaseMs", `expected an integer of at least ${MIN_LEASE_MS}`);
-  }
-  return leaseMs;
-}
-
-function positiveInteger(value: unknown, path: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-    throw new ValidationError(path, "expected a positive integer");
-  }
-  return value;
-}
-
-/** A JSON value's text; ValidationError naming the path if it is not JSON. */
-function jsonText(value: unknown, path: string): string {
-  try {
-    return stringifyJson(value);
-  } catch (error) {
-    if (error instanceof JsonValueError) {
-      throw new ValidationError(`${path}${error.path.slice(1)}`, error.message, { cause: error });
-    }
-    throw error;
-  }
-}
-
-function jsonValue(value: unknown, path: string): Json {
-  jsonText(value, path);
-  return value as Json;
-}
-
-/** The input's JSON text; ValidationError (naming the path) if it is not JSON or too large. */
-function encodeInput(input: unknown, maxBytes: number, path: string): string {
-  const text = jsonText(input, path);
-  const bytes = Buffer.byteLength(text);
-  if (bytes > maxBytes) {
-    throw new ValidationError(path, `input is ${bytes} bytes, over the limit of ${maxBytes}`);
-  }
-  return text;
 }

@@ -116,7 +116,7 @@ function joinPath(root: string, path: readonly PropertyKey[]): string {
 
 /** Write an already-valid Task (internal fast path: no schema pass). */
 export function writeTask(task: Task): string {
-  return writeTaskWithInput(task, jsonAt(task.input, "$.input"));
+  return writeTaskWithInput(task, jsonTextAt(task.input, "$.input"));
 }
 
 /** Write a Task whose input is already JSON text, so a caller that measured it need not re-encode. */
@@ -136,19 +136,19 @@ export function writeCrux(crux: Crux, path: string): string {
 
 export function writeStep(step: Step, path: string): string {
   const contentHash = step.content_hash === null ? "null" : String(step.content_hash);
-  const output = step.output === null ? "null" : jsonAt(step.output, `${path}.output`);
+  const output = step.output === null ? "null" : jsonTextAt(step.output, `${path}.output`);
   const error = step.error === null ? "null" : stringText(step.error);
   let text = `{"name":${stringText(step.name)},"kind":"${step.kind}","status":"${step.status}","confidence":${formatF32(step.confidence)},"started_at":${stringText(step.started_at)},"duration_ms":${step.duration_ms},"input_hash":${step.input_hash},"content_hash":${contentHash},"output":${output},"error":${error},"attempt":${step.attempt}`;
-  if (step.events.length > 0) text += `,"events":${jsonAt(step.events, `${path}.events`)}`;
+  if (step.events.length > 0) text += `,"events":${jsonTextAt(step.events, `${path}.events`)}`;
   if (Object.keys(step.metadata).length > 0) {
-    text += `,"metadata":${jsonAt(step.metadata, `${path}.metadata`)}`;
+    text += `,"metadata":${jsonTextAt(step.metadata, `${path}.metadata`)}`;
   }
   return `${text}}`;
 }
 
 function writeValue(value: CruxValue, path: string): string {
   return "Ok" in value
-    ? `{"Ok":${jsonAt(value.Ok, `${path}.Ok`)}}`
+    ? `{"Ok":${jsonTextAt(value.Ok, `${path}.Ok`)}}`
     : `{"Err":${writeCruxErr(value.Err)}}`;
 }
 
@@ -172,7 +172,7 @@ export function writeCruxErr(err: CruxErr): string {
 }
 
 /** Serialize an arbitrary JSON position; a non-JSON value is a ValidationError at its path. */
-function jsonAt(value: unknown, path: string): string {
+export function jsonTextAt(value: unknown, path: string): string {
   try {
     return stringifyJson(value);
   } catch (error) {

@@ -5,6 +5,7 @@
  * interval passes (when expired leases are swept) — never a hot loop.
  */
 import { hostname } from "node:os";
+import { checkLeaseMs, integerAtLeast } from "../arguments.js";
 import type { KindFilter, RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
@@ -93,16 +94,18 @@ export class Worker {
     this.#kinds = kinds;
     this.#handler = handler;
     this.#internals = internals;
-    this.#concurrency = integerOption(options.concurrency, 1, 1, "concurrency");
-    this.#leaseMs = integerOption(options.leaseMs, 30_000, 100, "leaseMs");
-    this.#heartbeatMs = integerOption(
+    const option = (value: number | undefined, fallback: number, min: number, name: string) =>
+      value === undefined ? fallback : integerAtLeast(value, min, `$.${name}`);
+    this.#concurrency = option(options.concurrency, 1, 1, "concurrency");
+    this.#leaseMs = checkLeaseMs(options.leaseMs);
+    this.#heartbeatMs = option(
       options.heartbeatMs,
       Math.max(1, Math.floor(this.#leaseMs / 3)),
       1,
       "heartbeatMs",
     );
-    this.#pollIntervalMs = integerOption(options.pollIntervalMs, 1000, 1, "pollIntervalMs");
-    this.#changePollMs = integerOption(options.changePollMs, 5, 1, "changePollMs");
+    this.#pollIntervalMs = option(options.pollIntervalMs, 1000, 1, "pollIntervalMs");
+    this.#changePollMs = option(options.changePollMs, 5, 1, "changePollMs");
     this.#replay = options.replay ?? "strict";
     if (!REPLAY_MODES.includes(this.#replay)) {
       throw new ValidationError("$.replay", `expected one of ${REPLAY_MODES.join(", ")}`);
@@ -294,12 +297,4 @@ export class Worker {
 /** Abort a run because cancel() was called; the reason given to cancel() ends up in its error. */
 function cancelRun(run: Run): void {
   run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "cancel() was called" }));
-}
-
-function integerOption(value: unknown, fallback: number, min: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    throw new ValidationError(`$.${name}`, `expected an integer of at least ${min}`);
-  }
-  return value;
 }

@@ -1,0 +1,104 @@
+/**
+ * Checks of the arguments the public API receives: each returns the typed value or throws a
+ * ValidationError naming the offending field. Nothing is written before they pass.
+ */
+import { z } from "zod";
+import type { KindFilter } from "./backend/port.js";
+import { ValidationError } from "./errors.js";
+import type { TaskId } from "./ids.js";
+import { jsonTextAt, validate } from "./wire/codec.js";
+import type { Json } from "./wire/json.js";
+import { taskIdSchema } from "./wire/schema.js";
+
+export const DEFAULT_LEASE_MS = 30_000;
+export const MIN_LEASE_MS = 100;
+const MAX_KIND_LENGTH = 255;
+
+export const submitOptionsSchema = z
+  .strictObject({
+    delayMs: z.number().int().min(0).optional(),
+    runAt: z
+      .union([z.number().int().min(0), z.date().transform((d) => d.getTime())])
+      .pipe(z.number().int().min(0, "expected a time at or after 1970"))
+      .optional(),
+    priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
+    maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
+    idempotencyKey: z.string().min(1).max(1024).optional(),
+  })
+  .refine((o) => o.delayMs === undefined || o.runAt === undefined, {
+    message: "give delayMs or runAt, not both",
+    path: ["runAt"],
+  });
+
+export function checkTaskId(id: unknown): TaskId {
+  return validate(taskIdSchema, id, "$.id");
+}
+
+export function checkKind(kind: unknown, path = "$.kind"): string {
+  if (
+    typeof kind !== "string" ||
+    kind.length === 0 ||
+    kind.length > MAX_KIND_LENGTH ||
+    !kind.isWellFormed()
+  ) {
+    throw new ValidationError(path, `expected a string of 1 to ${MAX_KIND_LENGTH} characters`);
+  }
+  return kind;
+}
+
+/** A kind, an array of kinds, or `""` / `[]` for every kind. */
+export function checkKinds(kinds: unknown): KindFilter {
+  if (kinds === "") return [];
+  if (typeof kinds === "string") return [checkKind(kinds, "$.kinds")];
+  if (!Array.isArray(kinds)) {
+    throw new ValidationError("$.kinds", "expected a kind or an array of kinds");
+  }
+  return kinds.map((kind, i) => checkKind(kind, `$.kinds[${i}]`));
+}
+
+export function checkOwner(owner: unknown): string {
+  if (typeof owner !== "string" || owner.length === 0 || owner.length > 255) {
+    throw new ValidationError("$.owner", "expected a string of 1 to 255 characters");
+  }
+  return owner;
+}
+
+export function checkToken(token: unknown): string {
+  if (typeof token !== "string" || token.length === 0) {
+    throw new ValidationError("$.token", "expected the lease token from claim()");
+  }
+  return token;
+}
+
+export function checkLeaseMs(leaseMs: unknown): number {
+  return leaseMs === undefined
+    ? DEFAULT_LEASE_MS
+    : integerAtLeast(leaseMs, MIN_LEASE_MS, "$.leaseMs");
+}
+
+export function positiveInteger(value: unknown, path: string): number {
+  return integerAtLeast(value, 1, path);
+}
+
+export function integerAtLeast(value: unknown, min: number, path: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw new ValidationError(path, `expected an integer of at least ${min}`);
+  }
+  return value;
+}
+
+/** The value, checked to be JSON (ValidationError naming the path if not). */
+export function jsonValue(value: unknown, path: string): Json {
+  jsonTextAt(value, path);
+  return value as Json;
+}
+
+/** The input's JSON text; ValidationError (naming the path) if it is not JSON or too large. */
+export function encodeInput(input: unknown, maxBytes: number, path: string): string {
+  const text = jsonTextAt(input, path);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxBytes) {
+    throw new ValidationError(path, `input is ${bytes} bytes, over the limit of ${maxBytes}`);
+  }
+  return text;
+}
