@@ -42,6 +42,17 @@ export interface RegistryEvents {
 }
 
 export type RegistryEventName = keyof RegistryEvents;
+
+export const REGISTRY_EVENT_NAMES = [
+  "submitted",
+  "claimed",
+  "step",
+  "completed",
+  "failed",
+  "retried",
+  "reclaimed",
+  "cancelled",
+] as const satisfies readonly RegistryEventName[];
 export type Listener<E extends RegistryEventName> = (event: RegistryEvents[E]) => void;
 
 export class RegistryEventEmitter {

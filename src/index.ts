@@ -16,7 +16,12 @@ export {
   type SqliteBackendOptions,
 } from "./backend/sqlite.js";
 export * from "./errors.js";
-export type { Listener, RegistryEventName, RegistryEvents } from "./events.js";
+export {
+  type Listener,
+  REGISTRY_EVENT_NAMES,
+  type RegistryEventName,
+  type RegistryEvents,
+} from "./events.js";
 export { CruxFailure } from "./failure.js";
 export {
   type CruxId,

@@ -11,7 +11,7 @@
  * timing of kills relative to the children's work is not reproducible, so every assertion
  * holds for any interleaving.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -21,6 +21,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { TaskId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
 import { tempDbPath } from "../support/backends.js";
+import { spawnScript } from "../support/child.js";
 import {
   CHAOS_KIND,
   type ChaosInput,
@@ -117,9 +118,7 @@ function spawnSpare(path: string, incarnation: number): Child {
     leaseMs: LEASE_MS,
     pollIntervalMs: POLL_INTERVAL_MS,
   };
-  const proc = spawn(process.execPath, ["--import", "tsx", WORKER, JSON.stringify(config)], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const proc = spawnScript(WORKER, config);
   spawned.add(proc);
   const pid = proc.pid;
   if (pid === undefined) throw new Error(`cannot start worker ${incarnation}`);

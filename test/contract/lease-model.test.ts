@@ -14,6 +14,7 @@ import type { TaskId } from "../../src/ids.js";
 import { TaskRegistry } from "../../src/registry.js";
 import type { CruxErr, TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
+import { expectCode } from "../support/rejection.js";
 
 const T0 = Date.UTC(2030, 0, 1);
 const BACKOFF = { baseMs: 10, maxMs: 100 };
@@ -105,14 +106,6 @@ function describeToken(choice: TokenChoice): string {
 function finish(task: ModelTask, status: "done" | "failed"): void {
   task.status = status;
   task.lease = null;
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect((error as { code?: unknown } | undefined)?.code, `expected ${code}`).toBe(code);
 }
 
 /** A refused call: LEASE_LOST, and the stored task is byte for byte as before. */

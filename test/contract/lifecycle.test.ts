@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { RegistryBackend } from "../../src/backend/port.js";
 import type { RegistryEventName, RegistryEvents } from "../../src/events.js";
+import { REGISTRY_EVENT_NAMES } from "../../src/events.js";
 import { CruxFailure } from "../../src/failure.js";
 import { isCruxId, type TaskId } from "../../src/ids.js";
 import { timestamp } from "../../src/lifecycle.js";
@@ -17,39 +18,15 @@ import type { Json } from "../../src/wire/json.js";
 import type { Crux, CruxErr, Step, Task } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
+import { expectCode, rejection } from "../support/rejection.js";
 
 /** The fake clock's start: a fixed, realistic epoch ms (2030-01-01T00:00:00Z). */
 const T0 = Date.UTC(2030, 0, 1);
 const BACKOFF = { baseMs: 1000, maxMs: 8000 };
 
-const EVENT_NAMES = [
-  "submitted",
-  "claimed",
-  "step",
-  "completed",
-  "failed",
-  "retried",
-  "reclaimed",
-  "cancelled",
-] as const satisfies readonly RegistryEventName[];
-
 type Recorded = {
   [E in RegistryEventName]: { name: E; event: RegistryEvents[E] };
 }[RegistryEventName];
-
-/** The rejection of `promise`; a fulfilment fails the test. */
-async function rejection(promise: Promise<unknown>): Promise<{ code?: unknown; path?: unknown }> {
-  return promise.then(
-    (value) => {
-      throw new Error(`expected a rejection, got ${String(value)}`);
-    },
-    (error: unknown) => error as { code?: unknown; path?: unknown },
-  );
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
-  expect((await rejection(promise)).code).toBe(code);
-}
 
 /** A finished step as a worker records it at `ordinal`. */
 function makeStep(name: string, ordinal: number, output: Json, at: number): Step {
@@ -99,7 +76,7 @@ describe.each(BACKENDS)("durable lifecycle on $name", (factory) => {
 
   const recordEvents = (registry: TaskRegistry = reg): Recorded[] => {
     const events: Recorded[] = [];
-    for (const name of EVENT_NAMES) {
+    for (const name of REGISTRY_EVENT_NAMES) {
       registry.on(name, (event) => {
         events.push({ name, event } as Recorded);
       });

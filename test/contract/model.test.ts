@@ -10,6 +10,7 @@ import { TaskRegistry } from "../../src/registry.js";
 import { type Crux, TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
+import { expectCode } from "../support/rejection.js";
 
 interface ModelTask {
   readonly kind: string;
@@ -48,14 +49,6 @@ function pendingIds(model: Model, kind: string): TaskId[] {
 
 async function expectTask(real: Real, id: TaskId, expected: ModelTask): Promise<void> {
   expect(await real.registry.get(id)).toEqual({ id, ...expected });
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect((error as { code?: unknown } | undefined)?.code).toBe(code);
 }
 
 /** The whole registry against the whole model: every task, the id list, and all pending. */

@@ -10,15 +10,7 @@ import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
 import { failingCas } from "../support/failing-cas.js";
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error, `expected a ${code} error`).toBeDefined();
-  expect((error as { code?: unknown }).code).toBe(code);
-}
+import { expectCode } from "../support/rejection.js";
 
 describe.each(BACKENDS)("seed tests on $name", (factory) => {
   const opened: RegistryBackend[] = [];

@@ -3,7 +3,7 @@
  * BUSY, STORAGE or a raw driver error), every child exits cleanly and the file stays sound.
  * Each child is a real process (contention-worker.ts) with its own connection.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,7 @@ import { openRegistry } from "../../src/open.js";
 import { decodeTask } from "../../src/wire/codec.js";
 import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { tempDbPath } from "../support/backends.js";
+import { spawnScript } from "../support/child.js";
 import type { WorkerConfig, WorkerReport } from "./contention-worker.js";
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), "contention-worker.ts");
@@ -51,9 +52,7 @@ function freshDbPath(): string {
 }
 
 function startWorker(config: WorkerConfig): RunningChild {
-  const child = spawn(process.execPath, ["--import", "tsx", WORKER, JSON.stringify(config)], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const child = spawnScript(WORKER, config);
   running.add(child);
   let stdout = "";
   let stderr = "";

@@ -3,7 +3,7 @@
  * the writing process exits without close(), and after it is SIGKILLed mid-write. Plus
  * `:memory:` and wrapping an application's own better-sqlite3 Database.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,6 +18,7 @@ import { decodeTask, writeTask } from "../../src/wire/codec.js";
 import type { Json } from "../../src/wire/json.js";
 import type { Crux, Task } from "../../src/wire/schema.js";
 import { tempDbPath } from "../support/backends.js";
+import { spawnScript } from "../support/child.js";
 import { makeCrux } from "../support/crux.js";
 import {
   checkpointsFor,
@@ -236,9 +237,7 @@ describe("persistence on a SQLite file", () => {
       signal: NodeJS.Signals | null;
       stderr: string;
     }> {
-      const child = spawn(process.execPath, ["--import", "tsx", WORKER, JSON.stringify(config)], {
-        stdio: ["pipe", "pipe", "pipe"],
-      });
+      const child = spawnScript(WORKER, config);
       running.add(child);
       let stdout = "";
       let stderr = "";

@@ -6,20 +6,10 @@
  */
 import type { RegistryBackend } from "../../src/backend/port.js";
 import type { RegistryEventName, RegistryEvents } from "../../src/events.js";
+import { REGISTRY_EVENT_NAMES } from "../../src/events.js";
 import type { TaskRegistry } from "../../src/registry.js";
 import type { Step } from "../../src/wire/schema.js";
 import type { Worker, WorkHandler, WorkOptions } from "../../src/worker/worker.js";
-
-export const EVENT_NAMES: readonly RegistryEventName[] = [
-  "submitted",
-  "claimed",
-  "step",
-  "completed",
-  "failed",
-  "retried",
-  "reclaimed",
-  "cancelled",
-];
 
 /** The next `name` event matching `predicate`; rejects after `timeoutMs` (a hang guard). */
 export function nextEvent<E extends RegistryEventName>(
@@ -70,7 +60,7 @@ export function recordEvents(
   id?: () => string | undefined,
 ): { name: RegistryEventName; event: RegistryEvents[RegistryEventName] }[] {
   const seen: { name: RegistryEventName; event: RegistryEvents[RegistryEventName] }[] = [];
-  for (const name of EVENT_NAMES) {
+  for (const name of REGISTRY_EVENT_NAMES) {
     registry.on(name, (event) => {
       const wanted = id?.();
       if (wanted === undefined || event.id === wanted) seen.push({ name, event });

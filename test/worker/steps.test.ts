@@ -17,6 +17,7 @@ import type { WorkContext } from "../../src/worker/context.js";
 import type { WorkHandler } from "../../src/worker/worker.js";
 import { BACKENDS, tempDbPath } from "../support/backends.js";
 import { makeCrux } from "../support/crux.js";
+import { rejection } from "../support/rejection.js";
 import {
   Harness,
   nextEvent,
@@ -33,15 +34,6 @@ afterEach(() => h.cleanup());
 
 /** Fast retries, so a failed run is claimed again at once. */
 const FAST_RETRY = { retryBackoff: { baseMs: 1, maxMs: 1 } } as const;
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => {
-      throw new Error("expected a rejection");
-    },
-    (error: unknown) => error,
-  );
-}
 
 describe.each(BACKENDS)("durable steps on $name", (factory) => {
   async function open(): Promise<{ registry: TaskRegistry; backend: RegistryBackend }> {

@@ -4,7 +4,7 @@
  * is not a hot loop. Timeouts here are generous bounds against hanging, never speed claims;
  * `pollIntervalMs: 60_000` makes sure polling cannot explain a prompt claim.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { identityHash } from "../../src/wire/hash.js";
 import { BACKENDS, tempDbPath } from "../support/backends.js";
+import { spawnScript } from "../support/child.js";
 import {
   countingBackend,
   Harness,
@@ -44,9 +45,7 @@ interface Child {
 }
 
 function startChild(config: ChildConfig): Child {
-  const child = spawn(process.execPath, ["--import", "tsx", CHILD, JSON.stringify(config)], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const child = spawnScript(CHILD, config);
   children.add(child);
   let stdout = "";
   let stderr = "";
