@@ -216,7 +216,7 @@ export class Worker {
       );
     }
     await Promise.race(waits);
-    stopWaiting.abort();
+    stopWaiting.abort(WOKEN); // a reason of our own: abort() would build a DOMException each time
   }
 
   /** Resolves when another connection has committed since `since` (maybe a submit), or on abort. */
@@ -293,6 +293,9 @@ export class Worker {
     }
   }
 }
+
+/** Why an idle wait's helpers are told to stop: it is over. */
+const WOKEN = Symbol("woken");
 
 /** Abort a run because cancel() was called; the reason given to cancel() ends up in its error. */
 function cancelRun(run: Run): void {

@@ -296,7 +296,7 @@ describe("claim() is answered from the claim index", () => {
       const plan = (db.prepare(`explain query plan ${sql}`).all() as { detail: string }[])
         .map((row) => row.detail)
         .join("\n");
-      expect(plan, sql).toMatch(/USING INDEX tasks_claim_(kind|any)\b/);
+      expect(plan, sql).toMatch(/USING (COVERING )?INDEX tasks_claim_(kind|any)\b/);
       expect(plan, sql).not.toMatch(/SCAN tasks(?! USING)/);
       expect(plan, sql).not.toMatch(/TEMP B-TREE/);
     }
