@@ -26,6 +26,7 @@ import {
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
 import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
+import { BackgroundCheckpointer } from "../sql/checkpointer.js";
 import { GroupCommit } from "../sql/group-commit.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
@@ -59,6 +60,9 @@ export interface SqliteBackendOptions {
 }
 
 type Columns = RegistryTables["tasks"];
+
+/** Commits after which a connection hands its WAL checkpoints to a background thread. */
+const CHECKPOINT_THREAD_AFTER_COMMITS = 200;
 /** A row as read: its columns, and whether steps were appended to it since it was written. */
 type StoredRow = Columns & { readonly has_steps: number };
 
@@ -83,6 +87,8 @@ export class SqliteBackend implements RegistryBackend {
   readonly #restoreSettings: () => void;
   readonly #writer: GroupCommit;
   readonly #changeListeners = new Set<() => void>();
+  #commits = 0;
+  #checkpointer: BackgroundCheckpointer | undefined;
   #watcher: FSWatcher | undefined;
   #closed = false;
 
@@ -105,6 +111,13 @@ export class SqliteBackend implements RegistryBackend {
           cause,
         }),
       translate: (error) => toRegistryError(error, "write failed"),
+      onCommit: () => {
+        // A file written this much will keep being written: move its checkpoints off the
+        // event loop. (A short-lived registry never pays for the thread.)
+        if (++this.#commits === CHECKPOINT_THREAD_AFTER_COMMITS) {
+          this.#checkpointer = BackgroundCheckpointer.start(db);
+        }
+      },
     });
   }
 
@@ -112,7 +125,7 @@ export class SqliteBackend implements RegistryBackend {
    * Open (creating and migrating as needed) the registry in a file, `:memory:`, or a
    * better-sqlite3 Database the application already has. Such a Database is switched to WAL
    * (which stays with the file); `close()` leaves it open and puts back its `synchronous`,
-   * `busy_timeout` and `query_only` settings.
+   * `busy_timeout`, `query_only` and `wal_autocheckpoint` settings.
    */
   static async open(
     target: string | Database.Database,
@@ -331,6 +344,7 @@ export class SqliteBackend implements RegistryBackend {
     this.#closed = true;
     this.#stopWatching();
     await this.#writer.drained(); // writes already requested still commit
+    await this.#checkpointer?.stop();
     if (this.#ownsDatabase) this.#db.close();
     else this.#restoreSettings();
   }
@@ -472,7 +486,7 @@ function pendingMigrations(db: Database.Database): string[] {
 
 /** A function that puts back the per-connection settings `open` may change. */
 function settingsRestorer(db: Database.Database): () => void {
-  const saved = (["synchronous", "busy_timeout", "query_only"] as const).map(
+  const saved = (["synchronous", "busy_timeout", "query_only", "wal_autocheckpoint"] as const).map(
     (name) => [name, db.pragma(name, { simple: true })] as const,
   );
   return () => {

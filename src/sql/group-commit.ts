@@ -28,6 +28,8 @@ export interface GroupCommitOptions {
   readonly onTimeout: (cause: unknown) => unknown;
   /** The error a caller sees when the transaction itself (not its operation) fails. */
   readonly translate: (error: unknown) => unknown;
+  /** Called after each commit. */
+  readonly onCommit?: () => void;
 }
 
 export class GroupCommit {
@@ -112,7 +114,10 @@ export class GroupCommit {
         batch.length === 1
           ? [this.#alone(batch[0] as PendingWrite)]
           : batch.map((w) => this.#isolated(w));
-      if (this.#db.inTransaction) this.#commit.run();
+      if (this.#db.inTransaction) {
+        this.#commit.run();
+        this.#options.onCommit?.();
+      }
       return outcomes;
     } catch (error) {
       if (this.#db.inTransaction) this.#rollback.run();
