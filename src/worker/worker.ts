@@ -141,7 +141,6 @@ export class Worker {
     this.#stopping.abort();
     this.#local.notify();
     await this.#loop;
-    this.#unsubscribe();
     const runs = [...this.#runs.values()];
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -160,6 +159,7 @@ export class Worker {
           });
       }),
     );
+    this.#unsubscribe(); // only now: a run draining above can still be cancelled at once
   }
 
   async #run(): Promise<void> {
