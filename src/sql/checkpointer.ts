@@ -42,7 +42,8 @@ export class BackgroundCheckpointer {
 
   /** Start checkpointing `db`'s file from a thread; undefined for in-memory or read-only ones. */
   static start(db: BetterSqlite3.Database, intervalMs = 50): BackgroundCheckpointer | undefined {
-    if (db.memory || db.readonly) return undefined;
+    // An anonymous temporary database ("") has no path another connection could open.
+    if (db.memory || db.readonly || db.name === "") return undefined;
     const checkpointer = new BackgroundCheckpointer(db);
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
     const worker = new Worker(THREAD, {
