@@ -95,34 +95,21 @@ export class WorkContext<I = Json> {
       events: [],
       metadata: {},
     };
+    const record = (result: Pick<Step, "status" | "output" | "error">) =>
+      this.#persist({
+        ordinal,
+        step: { ...base, ...result, duration_ms: Date.now() - startedMs },
+      });
     let output: T;
     try {
       output = await fn(this.signal);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      await this.#persist({
-        ordinal,
-        step: {
-          ...base,
-          status: "err",
-          duration_ms: Date.now() - startedMs,
-          output: null,
-          error: message,
-        },
-      });
+      await record({ status: "err", output: null, error: message });
       if (error instanceof CruxFailure) throw error;
       throw new CruxFailure({ kind: "step_failed", step: name, message });
     }
-    await this.#persist({
-      ordinal,
-      step: {
-        ...base,
-        status: "ok",
-        duration_ms: Date.now() - startedMs,
-        output: storable(name, output),
-        error: null,
-      },
-    });
+    await record({ status: "ok", output: storable(name, output), error: null });
     return output;
   }
 

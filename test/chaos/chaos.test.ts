@@ -22,6 +22,7 @@ import type { TaskId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
 import { tempDbPath } from "../support/backends.js";
 import { spawnScript } from "../support/child.js";
+import { prng } from "../support/prng.js";
 import {
   CHAOS_KIND,
   type ChaosInput,
@@ -94,18 +95,6 @@ afterEach(() => {
   for (const child of spawned) child.kill("SIGKILL");
   spawned.clear();
 });
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Start a spare worker process: it loads, then waits for go(). */
 function spawnSpare(path: string, incarnation: number): Child {

@@ -15,6 +15,7 @@ import { openRegistry } from "../../src/open.js";
 import type { TaskRegistry } from "../../src/registry.js";
 import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { makeCrux } from "../support/crux.js";
+import { prng } from "../support/prng.js";
 
 export interface WorkerConfig {
   readonly path: string;
@@ -88,18 +89,6 @@ function describeError(op: SeenError["op"], taskId: string | null, error: unknow
     };
   }
   return { op, taskId, name: typeof error, code: null, message: String(error) };
-}
-
-/** mulberry32: a small seeded PRNG, so a failing run's choices can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function waitForGo(): Promise<void> {

@@ -35,6 +35,17 @@ afterEach(() => h.cleanup());
 /** Fast retries, so a failed run is claimed again at once. */
 const FAST_RETRY = { retryBackoff: { baseMs: 1, maxMs: 1 } } as const;
 
+/** Steps a, b, c that count their executions and return their name and run number. */
+function countingSteps() {
+  const calls = { a: 0, b: 0, c: 0 };
+  const step = (ctx: WorkContext, name: "a" | "b" | "c") =>
+    ctx.step(name, () => {
+      calls[name]++;
+      return `${name}${ctx.claimed.runs}`;
+    });
+  return { calls, step };
+}
+
 describe.each(BACKENDS)("durable steps on $name", (factory) => {
   async function open(): Promise<{ registry: TaskRegistry; backend: RegistryBackend }> {
     const backend = await factory.open();
@@ -295,12 +306,7 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
     const { registry } = await open();
     const id = await registry.submit("job", null);
     const done = settled(registry, id);
-    const calls = { a: 0, b: 0, c: 0 };
-    const step = (ctx: WorkContext, name: "a" | "b" | "c") =>
-      ctx.step(name, () => {
-        calls[name]++;
-        return `${name}${ctx.claimed.runs}`;
-      });
+    const { calls, step } = countingSteps();
     h.work(
       registry,
       "job",
@@ -329,12 +335,7 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
     const { registry } = await open();
     const id = await registry.submit("job", null, { maxAttempts: 5 });
     const done = settled(registry, id);
-    const calls = { a: 0, b: 0, c: 0 };
-    const step = (ctx: WorkContext, name: "a" | "b" | "c") =>
-      ctx.step(name, () => {
-        calls[name]++;
-        return `${name}${ctx.claimed.runs}`;
-      });
+    const { calls, step } = countingSteps();
     h.work(
       registry,
       "job",
