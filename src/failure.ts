@@ -8,7 +8,7 @@ export class CruxFailure extends Error {
   }
 }
 
-export function describeCruxErr(err: CruxErr): string {
+function describeCruxErr(err: CruxErr): string {
   switch (err.kind) {
     case "step_failed":
       return err.step === "" ? err.message : `step ${err.step} failed: ${err.message}`;

@@ -556,7 +556,7 @@ function decodeStoredCruxErr(text: string): CruxErr {
  * A CruxErr from what a handler threw or a caller passed: a CruxFailure's; an Error's message
  * (whatever other fields it has); a string; or a CruxErr value, validated.
  */
-export function toCruxErr(error: unknown): CruxErr {
+function toCruxErr(error: unknown): CruxErr {
   if (error instanceof CruxFailure) return error.err;
   if (error instanceof Error) return { kind: "step_failed", step: "", message: error.message };
   if (typeof error === "string") return { kind: "step_failed", step: "", message: error };

@@ -29,7 +29,7 @@ export const taskIdSchema = z
   .string()
   .regex(TASK_ID_PATTERN, "expected `task_` followed by a 26-character ULID")
   .transform((s) => s as TaskId);
-export const cruxIdSchema = z
+const cruxIdSchema = z
   .string()
   .regex(CRUX_ID_PATTERN, "expected `cruxx_` followed by a 26-character ULID")
   .transform((s) => s as CruxId);
@@ -54,7 +54,7 @@ const float32 = float.refine(
 const TIMESTAMP =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{3}|\.\d{6}|\.\d{9})?Z$/;
 /** RFC 3339 UTC with `Z` and 0, 3, 6 or 9 fractional digits, kept as text (Rust keeps nanoseconds). */
-export const timestampSchema = z
+const timestampSchema = z
   .string()
   .regex(TIMESTAMP, "expected an RFC 3339 UTC timestamp ending in Z")
   .refine(isCalendarDate, "expected a date that exists");
