@@ -28,6 +28,7 @@ import {
   type Task,
   type TaskStatus,
 } from "./wire/schema.js";
+import { countSteps } from "./wire/splice.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
@@ -306,6 +307,12 @@ function withDocument(
 ): TaskState {
   const task = edit({ ...(state.decoded ?? decodeStoredTask(state.data)), status });
   return { ...state, status, data: writeTask(task), updatedAt: now, decoded: task };
+}
+
+/** How many steps the state's document holds; a transition's own decoding spares the scan. */
+export function stepsInDocument(state: TaskState): number {
+  if (state.decoded === undefined) return countSteps(state.data);
+  return state.decoded.checkpoint?.steps.length ?? 0;
 }
 
 /** The task's checkpoint as a run in progress; a new one if it has none yet. */

@@ -4,8 +4,8 @@
  */
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
-import { countSteps, spliceSteps } from "../wire/splice.js";
+import { canAppend, fence, overwriteDocument, stepsInDocument } from "../lifecycle.js";
+import { spliceSteps } from "../wire/splice.js";
 import type {
   AppendResult,
   Change,
@@ -175,7 +175,7 @@ export class MemoryBackend implements RegistryBackend {
     const { decoded: _, ...stored } = state; // kept only by the caller: steps appended later would outdate it
     this.#entries.set(state.id, {
       state: stored,
-      inDocument: countSteps(state.data),
+      inDocument: stepsInDocument(state),
       steps: new Map(),
     });
     return state;

@@ -25,13 +25,13 @@ import {
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { canAppend, fence, overwriteDocument } from "../lifecycle.js";
+import { canAppend, fence, overwriteDocument, stepsInDocument } from "../lifecycle.js";
 import { BackgroundCheckpointer } from "../sql/checkpointer.js";
 import { GroupCommit } from "../sql/group-commit.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
 import { validate } from "../wire/codec.js";
-import { countSteps, spliceSteps } from "../wire/splice.js";
+import { spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
 import type {
   AppendResult,
@@ -429,7 +429,7 @@ function toColumns(state: TaskState, stepsInDocument = 0): Columns {
 
 /** The columns of a state whose document is being written. */
 function withDocumentColumns(state: TaskState): Columns {
-  return toColumns(state, countSteps(state.data));
+  return toColumns(state, stepsInDocument(state));
 }
 
 function fromColumns(row: Columns): TaskState {
