@@ -15,7 +15,9 @@ import { newCruxId, type TaskId } from "./ids.js";
 import {
   decodeStoredTask,
   validate,
+  writeCrux,
   writeCruxErr,
+  writeCruxValue,
   writeTask,
   writeTaskWithInput,
 } from "./wire/codec.js";
@@ -23,12 +25,13 @@ import { type Json, parseJson } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
+  type CruxValue,
   cruxErrSchema,
   type Step,
   type Task,
   type TaskStatus,
 } from "./wire/schema.js";
-import { countSteps } from "./wire/splice.js";
+import { countSteps, editRun } from "./wire/splice.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
@@ -109,9 +112,15 @@ export function claimTask(state: TaskState, lease: Lease, now: number): TaskStat
   if (state.status !== "pending") {
     throw new InvalidStateError(`task ${state.id} is ${state.status}, not pending`);
   }
+  // Decoded, not edited as text: the claimer needs the task decoded anyway.
   return withDocument({ ...state, runs: state.runs + 1, lease }, "running", now, (task) => ({
     ...task,
-    checkpoint: runningCheckpoint(task, now),
+    checkpoint: changeRun(
+      task.checkpoint,
+      task.kind,
+      { value: { Ok: null }, finishedAt: null, start: true },
+      now,
+    ),
   }));
 }
 
@@ -151,7 +160,7 @@ export function failTask(
     state.cancelRequested || state.runs >= state.maxAttempts || cause.kind === "replay_mismatch";
   return final
     ? finish(failed, "failed", { Err: cause }, now)
-    : withDocument({ ...failed, lease: null, runAt: retryAt }, "pending", now, (task) => task);
+    : rewrite({ ...failed, lease: null, runAt: retryAt }, "pending", now);
 }
 
 /** The cancelled CruxErr that cancel() stored for a running task. */
@@ -170,7 +179,7 @@ function cancellation(state: TaskState): CruxErr {
 export function releaseTask(state: TaskState, token: string, now: number): TaskState {
   fence(state, token);
   if (state.cancelRequested) return failTask(state, token, cancellation(state), now, now);
-  return withDocument({ ...state, lease: null, runAt: now }, "pending", now, (task) => task);
+  return rewrite({ ...state, lease: null, runAt: now }, "pending", now);
 }
 
 /**
@@ -215,15 +224,11 @@ export function retryTask(state: TaskState, now: number): TaskState {
       `task ${state.id} is ${state.status}; only failed tasks are retried`,
     );
   }
-  return withDocument(
-    { ...state, runs: 0, runAt: now, cancelRequested: false },
-    "pending",
-    now,
-    (task) => ({
-      ...task,
-      checkpoint: task.checkpoint && { ...task.checkpoint, value: { Ok: null }, finished_at: null },
-    }),
-  );
+  return rewrite({ ...state, runs: 0, runAt: now, cancelRequested: false }, "pending", now, {
+    value: { Ok: null },
+    finishedAt: null,
+    start: false,
+  });
 }
 
 /**
@@ -288,14 +293,56 @@ function finish(
   value: Crux["value"],
   now: number,
 ): TaskState {
-  return withDocument({ ...state, lease: null }, status, now, (task) => ({
-    ...task,
-    checkpoint: {
-      ...runningCheckpoint(task, now),
-      value,
-      finished_at: timestamp(now),
-    },
-  }));
+  return rewrite({ ...state, lease: null }, status, now, {
+    value,
+    finishedAt: timestamp(now),
+    start: true,
+  });
+}
+
+/** How a transition changes the checkpoint: the run's value and end time. */
+interface RunChange {
+  readonly value: CruxValue;
+  readonly finishedAt: string | null;
+  /** Give a task without a checkpoint a new one (else it keeps none). */
+  readonly start: boolean;
+}
+
+/**
+ * A new status and, with `run`, the checkpoint's value and end time. An undecoded document
+ * laid out as we write it is edited as text (the run's input and steps are not decoded
+ * again); any other is decoded and re-encoded, which gives the same text.
+ */
+function rewrite(state: TaskState, status: TaskStatus, now: number, run?: RunChange): TaskState {
+  if (state.decoded === undefined) {
+    const data = editRun(state.data, {
+      fromStatusText: `"${state.status}"`,
+      statusText: `"${status}"`,
+      ...(run && {
+        run: {
+          valueText: writeCruxValue(run.value, "$.checkpoint.value"),
+          finishedAtText: run.finishedAt === null ? "null" : JSON.stringify(run.finishedAt),
+          ...(run.start && {
+            newCheckpoint: () => writeCrux(changeRun(null, state.kind, run, now), "$.checkpoint"),
+          }),
+        },
+      }),
+    });
+    if (data !== undefined) return { ...state, status, data, updatedAt: now };
+  }
+  return withDocument(state, status, now, (task) =>
+    run === undefined || (task.checkpoint === null && !run.start)
+      ? task
+      : { ...task, checkpoint: changeRun(task.checkpoint, task.kind, run, now) },
+  );
+}
+
+function changeRun(checkpoint: Crux | null, agent: string, run: RunChange, now: number): Crux {
+  return {
+    ...(checkpoint ?? newCheckpoint(agent, now)),
+    value: run.value,
+    finished_at: run.finishedAt,
+  };
 }
 
 /** Re-encode the document with a new status after `edit`; columns and document stay in step. */
@@ -315,20 +362,17 @@ export function stepsInDocument(state: TaskState): number {
   return state.decoded.checkpoint?.steps.length ?? 0;
 }
 
-/** The task's checkpoint as a run in progress; a new one if it has none yet. */
-function runningCheckpoint(task: Task, now: number): Crux {
-  if (task.checkpoint === null) {
-    return {
-      id: newCruxId(now),
-      agent: task.kind,
-      value: { Ok: null },
-      steps: [],
-      children: [],
-      started_at: timestamp(now),
-      finished_at: null,
-    };
-  }
-  return { ...task.checkpoint, value: { Ok: null }, finished_at: null };
+/** A new checkpoint of `agent`, for a task that starts its first run. */
+function newCheckpoint(agent: string, now: number): Crux {
+  return {
+    id: newCruxId(now),
+    agent,
+    value: { Ok: null },
+    steps: [],
+    children: [],
+    started_at: timestamp(now),
+    finished_at: null,
+  };
 }
 
 export function timestamp(epochMs: number): string {

@@ -131,7 +131,7 @@ export function writeCrux(crux: Crux, path: string): string {
     .map((child, i) => writeCrux(child, `${path}.children[${i}]`))
     .join(",");
   const finished = crux.finished_at === null ? "null" : stringText(crux.finished_at);
-  return `{"id":${stringText(crux.id)},"agent":${stringText(crux.agent)},"value":${writeValue(crux.value, `${path}.value`)},"steps":[${steps}],"children":[${children}],"started_at":${stringText(crux.started_at)},"finished_at":${finished}}`;
+  return `{"id":${stringText(crux.id)},"agent":${stringText(crux.agent)},"value":${writeCruxValue(crux.value, `${path}.value`)},"steps":[${steps}],"children":[${children}],"started_at":${stringText(crux.started_at)},"finished_at":${finished}}`;
 }
 
 export function writeStep(step: Step, path: string): string {
@@ -146,7 +146,7 @@ export function writeStep(step: Step, path: string): string {
   return `${text}}`;
 }
 
-function writeValue(value: CruxValue, path: string): string {
+export function writeCruxValue(value: CruxValue, path: string): string {
   return "Ok" in value
     ? `{"Ok":${jsonTextAt(value.Ok, `${path}.Ok`)}}`
     : `{"Err":${writeCruxErr(value.Err)}}`;

@@ -57,6 +57,106 @@ export function checkpointBounds(document: string): { start: number; end: number
   }
 }
 
+const TASK_KEYS = ["id", "kind", "status", "input", "checkpoint", "attempts"] as const;
+const CRUX_KEYS = [
+  "id",
+  "agent",
+  "value",
+  "steps",
+  "children",
+  "started_at",
+  "finished_at",
+] as const;
+
+/** What a run's transition changes in a task document, as JSON text. */
+export interface RunEdit {
+  /** The status the document must have (`"running"`): else it is not edited as text. */
+  readonly fromStatusText: string;
+  /** The new status (`"done"`). */
+  readonly statusText: string;
+  /** The run's end, if it changes: else the checkpoint is kept as it is. */
+  readonly run?: {
+    /** The checkpoint's new `value`. */
+    readonly valueText: string;
+    /** The checkpoint's new `finished_at`. */
+    readonly finishedAtText: string;
+    /** The whole checkpoint for a task that has none yet; without it, none stays none. */
+    readonly newCheckpoint?: () => string;
+  };
+}
+
+/**
+ * The document with its status, and its checkpoint's `value` and `finished_at`, replaced as
+ * text, the rest kept byte for byte: a run ends without decoding (and validating again) the
+ * input and steps the claim already decoded. Undefined unless the document is laid out
+ * exactly as our writer lays it out (keys in order, no whitespace between them); the caller
+ * then decodes and re-encodes instead, which gives the same text for such a document.
+ */
+export function editRun(document: string, edit: RunEdit): string | undefined {
+  try {
+    const task = members(document, 0, TASK_KEYS);
+    if (task === undefined || task.end !== document.length) return undefined;
+    const { status, checkpoint } = task.values;
+    if (document.slice(status.start, status.end) !== edit.fromStatusText) return undefined;
+    const newStatus = { ...status, text: edit.statusText };
+    const { run } = edit;
+    if (run === undefined) return replaceRanges(document, [newStatus]);
+    if (document.slice(checkpoint.start, checkpoint.end) === "null") {
+      if (run.newCheckpoint === undefined) return replaceRanges(document, [newStatus]);
+      return replaceRanges(document, [newStatus, { ...checkpoint, text: run.newCheckpoint() }]);
+    }
+    const crux = members(document, checkpoint.start, CRUX_KEYS);
+    if (crux === undefined) return undefined;
+    return replaceRanges(document, [
+      newStatus,
+      { ...crux.values.value, text: run.valueText },
+      { ...crux.values.finished_at, text: run.finishedAtText },
+    ]);
+  } catch {
+    return undefined;
+  }
+}
+
+interface Range {
+  readonly start: number;
+  readonly end: number;
+}
+
+/**
+ * The values of the object at `start`, if its keys are exactly `keys`, in order, with no
+ * whitespace around them; and where the object ends.
+ */
+function members<K extends string>(
+  text: string,
+  start: number,
+  keys: readonly K[],
+): { values: Record<K, Range>; end: number } | undefined {
+  if (text[start] !== "{") return undefined;
+  const values = {} as Record<K, Range>;
+  let i = start + 1;
+  for (const [n, key] of keys.entries()) {
+    const quoted = `"${key}":`;
+    if (!text.startsWith(quoted, i)) return undefined;
+    const valueStart = i + quoted.length;
+    const valueEnd = skipValue(text, valueStart);
+    values[key] = { start: valueStart, end: valueEnd };
+    if (text[valueEnd] !== (n === keys.length - 1 ? "}" : ",")) return undefined;
+    i = valueEnd + 1;
+  }
+  return { values, end: i };
+}
+
+/** `text` with each range (in order, not overlapping) replaced by its `text`. */
+function replaceRanges(text: string, ranges: readonly (Range & { text: string })[]): string {
+  let out = "";
+  let at = 0;
+  for (const range of ranges) {
+    out += text.slice(at, range.start) + range.text;
+    at = range.end;
+  }
+  return out + text.slice(at);
+}
+
 /** Position of the value of `key` in the object starting at `start`, or undefined. */
 function valueOfKey(text: string, start: number, key: string): number | undefined {
   if (text[start] !== "{") return undefined;

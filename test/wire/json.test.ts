@@ -11,6 +11,7 @@ import {
   parseJson,
   stringifyJson,
 } from "../../src/wire/json.js";
+import { arbitraryJson, finiteDouble } from "../support/arbitraries.js";
 
 /** Reads a copied Rust-written fixture; the files end with one newline that is not part of the JSON. */
 function fixture(name: string): string {
@@ -302,42 +303,6 @@ describe("formatF32 (ryu format32 layout)", () => {
 
 // ---------------------------------------------------------------------------------------
 // Properties
-
-const finiteDouble = fc.double({ noNaN: true, noDefaultInfinity: true });
-
-const key = fc.oneof(
-  fc.string({ unit: "binary", maxLength: 8 }),
-  fc.constantFrom("__proto__", "constructor", "toString", "0", "10", "a b"),
-);
-
-/** Builds an object with own keys only, even for "__proto__". */
-function objectFrom(entries: readonly (readonly [string, Json])[]): Json {
-  const obj: Record<string, Json> = {};
-  for (const [k, v] of entries) {
-    Object.defineProperty(obj, k, {
-      value: v,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  }
-  return obj;
-}
-
-const { json: arbitraryJson } = fc.letrec<{ json: Json }>((tie) => ({
-  json: fc.oneof(
-    { depthSize: "small", withCrossShrink: true },
-    fc.constant(null),
-    fc.boolean(),
-    fc.maxSafeInteger(),
-    fc.oneof(fc.bigInt(2n ** 53n, 2n ** 64n - 1n), fc.bigInt(-(2n ** 63n), -(2n ** 53n))),
-    finiteDouble.filter((x) => !Number.isInteger(x)),
-    fc.oneof(finiteDouble.filter(Number.isInteger), fc.integer()).map((x) => new F64(x)),
-    fc.string({ unit: "binary" }),
-    fc.array(tie("json"), { maxLength: 5 }),
-    fc.array(fc.tuple(key, tie("json")), { maxLength: 5 }).map(objectFrom),
-  ),
-}));
 
 /**
  * Strict structural equality: Object.is for numbers, same key order for objects. Not

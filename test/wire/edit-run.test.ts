@@ -1,0 +1,141 @@
+/**
+ * Transitions edit a document laid out as we write it as text (editRun), without decoding it.
+ * The text must be exactly what decoding, editing and re-encoding gives; any other layout
+ * takes the decoding path.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { TaskState } from "../../src/backend/port.js";
+import { isRegistryError } from "../../src/errors.js";
+import {
+  cancelTask,
+  completeTask,
+  failTask,
+  newTaskState,
+  releaseTask,
+  retryTask,
+} from "../../src/lifecycle.js";
+import { decodeStoredTask, writeTask } from "../../src/wire/codec.js";
+import type { Task, TaskStatus } from "../../src/wire/schema.js";
+import { arbitraryCruxErr, arbitraryJson, arbitraryTask } from "../support/arbitraries.js";
+
+const NOW = Date.UTC(2030, 0, 1);
+const TOKEN = "token";
+
+/** A stored state holding `task` in `status`, read back from storage (not decoded). */
+function stored(task: Task, status: TaskStatus, runs = 1): TaskState {
+  const document = writeTask({ ...task, status });
+  const base = newTaskState(
+    {
+      id: task.id,
+      kind: task.kind,
+      inputText: "null",
+      priority: 0,
+      runAt: NOW,
+      maxAttempts: 3,
+      idempotencyKey: null,
+    },
+    NOW,
+  );
+  return {
+    ...base,
+    status,
+    data: document,
+    runs,
+    lease: status === "running" ? { owner: "w", token: TOKEN, expiresAt: NOW + 1000 } : null,
+  };
+}
+
+/** The same state as a transition that just decoded it would hand on. */
+function decoded(state: TaskState): TaskState {
+  return { ...state, decoded: decodeStoredTask(state.data) };
+}
+
+/** A task without a checkpoint gets a new one, whose id is fresh on each path. */
+function comparable(data: string, hadCheckpoint: boolean): string {
+  return hadCheckpoint ? data : data.replace(/"cruxx_[0-9A-Z]{26}"/, '"cruxx_…"');
+}
+
+const TRANSITIONS: readonly {
+  readonly name: string;
+  readonly from: TaskStatus;
+  readonly runs?: number;
+  readonly apply: (state: TaskState, value: unknown) => TaskState;
+}[] = [
+  {
+    name: "complete",
+    from: "running",
+    apply: (s, v) => completeTask(s, TOKEN, v as never, NOW + 5),
+  },
+  {
+    name: "fail with runs left",
+    from: "running",
+    apply: (s) => failTask(s, TOKEN, { kind: "step_failed", step: "", message: "x" }, NOW, NOW + 9),
+  },
+  {
+    name: "fail for good",
+    from: "running",
+    runs: 3,
+    apply: (s, v) => failTask(s, TOKEN, v as never, NOW + 5, NOW + 9),
+  },
+  { name: "release", from: "running", apply: (s) => releaseTask(s, TOKEN, NOW + 5) },
+  { name: "retry", from: "failed", apply: (s) => retryTask(s, NOW + 5) },
+  { name: "cancel before running", from: "pending", apply: (s) => cancelTask(s, "stop", NOW + 5) },
+];
+
+describe("transitions edit our documents as text", () => {
+  it.each(TRANSITIONS)("$name: the same text as decoding and re-encoding", (t) => {
+    const values = t.name === "fail for good" ? arbitraryCruxErr : arbitraryJson;
+    fc.assert(
+      fc.property(arbitraryTask, values, (task, value) => {
+        const state = stored(task, t.from, t.runs);
+        const asText = t.apply(state, value);
+        const viaDecoding = t.apply(decoded(state), value);
+        expect(asText.decoded).toBeUndefined(); // the text path was taken
+        expect(comparable(asText.data, task.checkpoint !== null)).toBe(
+          comparable(viaDecoding.data, task.checkpoint !== null),
+        );
+        expect({ ...asText, data: "" }).toEqual({ ...viaDecoding, data: "", decoded: undefined });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it("decodes a document laid out otherwise, and writes it our way", () => {
+    fc.assert(
+      fc.property(arbitraryTask, arbitraryJson, (task, value) => {
+        const state = stored(task, "running");
+        const spaced = { ...state, data: `{ ${state.data.slice(1)}` }; // valid JSON, not our layout
+        const next = completeTask(spaced, TOKEN, value as never, NOW);
+        expect(next.decoded).toBeDefined(); // the decoding path was taken
+        expect(comparable(next.data, task.checkpoint !== null)).toBe(
+          comparable(
+            completeTask(state, TOKEN, value as never, NOW).data,
+            task.checkpoint !== null,
+          ),
+        );
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it("refuses a document whose status is not the row's, as SERIALIZATION", () => {
+    fc.assert(
+      fc.property(arbitraryTask, (task) => {
+        const state = stored(task, "running");
+        const corrupt = {
+          ...state,
+          data: state.data.replace('"status":"running"', '"status":"RUNNING"'),
+        };
+        let code: unknown;
+        try {
+          completeTask(corrupt, TOKEN, null, NOW);
+        } catch (error) {
+          code = isRegistryError(error) && error.code;
+        }
+        expect(code).toBe("SERIALIZATION");
+      }),
+      { numRuns: 50 },
+    );
+  });
+});
