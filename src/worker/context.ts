@@ -21,7 +21,8 @@ export interface StepOptions {
 }
 
 interface RunControl {
-  readonly signal: AbortSignal;
+  /** Its signal is made when first read: most handlers never read it. */
+  readonly abort: { readonly signal: AbortSignal };
   /** Stop the run: cancel() was called. */
   readonly cancel: () => void;
 }
@@ -29,8 +30,6 @@ interface RunControl {
 export class WorkContext<I = Json> {
   /** The task's input. */
   readonly input: I;
-  /** Aborts when the task is cancelled, the lease is lost, or the worker stops. */
-  readonly signal: AbortSignal;
   /** The claimed task and its lease. */
   readonly claimed: ClaimedTask;
 
@@ -38,6 +37,7 @@ export class WorkContext<I = Json> {
   readonly #events: RegistryEventEmitter;
   readonly #replay: ReplayCache;
   readonly #cancel: () => void;
+  readonly #abort: { readonly signal: AbortSignal };
   #ordinal = 0;
   /** Replayed steps, recorded again (attempt 0) with the next write rather than one by one. */
   #replayed: { ordinal: number; step: Step; replayed: true }[] = [];
@@ -51,11 +51,16 @@ export class WorkContext<I = Json> {
   ) {
     this.claimed = claimed;
     this.input = claimed.task.input as I;
-    this.signal = control.signal;
+    this.#abort = control.abort;
     this.#cancel = control.cancel;
     this.#registry = registry;
     this.#events = events;
     this.#replay = new ReplayCache(claimed.task.checkpoint?.steps ?? [], mode);
+  }
+
+  /** Aborts when the task is cancelled, the lease is lost, or the worker stops. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   /**

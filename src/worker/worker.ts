@@ -15,6 +15,7 @@ import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
 import { WorkContext } from "./context.js";
+import { LazyAbortController } from "./lazy-abort.js";
 import { REPLAY_MODES, type ReplayMode } from "./replay.js";
 
 export type WorkHandler<I = Json> = (task: Task, ctx: WorkContext<I>) => unknown;
@@ -56,7 +57,7 @@ interface WorkerInternals {
 
 interface Run {
   readonly claimed: ClaimedTask;
-  readonly controller: AbortController;
+  readonly controller: LazyAbortController;
   /** Given back by stop(): the handler's outcome no longer matters. */
   released: boolean;
   done: Promise<void>;
@@ -237,7 +238,7 @@ export class Worker {
   #start(claimed: ClaimedTask): void {
     const run: Run = {
       claimed,
-      controller: new AbortController(),
+      controller: new LazyAbortController(),
       released: false,
       done: Promise.resolve(),
     };
@@ -257,7 +258,7 @@ export class Worker {
       this.#registry,
       this.#internals.events,
       claimed,
-      { signal: controller.signal, cancel: () => cancelRun(run) },
+      { abort: controller, cancel: () => cancelRun(run) },
       this.#replay,
     );
     try {
@@ -267,7 +268,7 @@ export class Worker {
       await this.#registry.complete(id, token, value ?? null);
     } catch (error) {
       if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
-      const reason = controller.signal.aborted ? controller.signal.reason : error;
+      const reason = controller.aborted ? controller.reason : error;
       try {
         await ctx.flush();
         await this.#registry.fail(id, token, reason);
@@ -280,7 +281,7 @@ export class Worker {
   }
 
   async #heartbeat(run: Run): Promise<void> {
-    if (run.controller.signal.aborted) return;
+    if (run.controller.aborted) return;
     const { id } = run.claimed.task;
     try {
       const { cancelRequested } = await this.#registry.heartbeat(id, run.claimed.lease.token, {
