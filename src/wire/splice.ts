@@ -172,21 +172,24 @@ function valueOfKey(text: string, start: number, key: string): number | undefine
   return undefined;
 }
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
 /** Position just past the JSON value starting at `i`. */
 function skipValue(text: string, i: number): number {
-  const c = text[i];
-  if (c === '"') return skipString(text, i);
-  if (c !== "{" && c !== "[") {
+  const c = text.charCodeAt(i);
+  if (c === QUOTE) return skipString(text, i);
+  if (c !== 0x7b && c !== 0x5b) {
     let j = i;
-    while (j < text.length && !",}] \n\r\t".includes(text[j] as string)) j++;
+    while (j < text.length && !ENDS_SCALAR.has(text.charCodeAt(j))) j++;
     return j;
   }
   let depth = 0;
   for (let j = i; j < text.length; j++) {
-    const ch = text[j];
-    if (ch === '"') j = skipString(text, j) - 1;
-    else if (ch === "{" || ch === "[") depth++;
-    else if (ch === "}" || ch === "]") {
+    const ch = text.charCodeAt(j);
+    if (ch === QUOTE) j = skipString(text, j) - 1;
+    else if (ch === 0x7b || ch === 0x5b) depth++;
+    else if (ch === 0x7d || ch === 0x5d) {
       depth--;
       if (depth === 0) return j + 1;
     }
@@ -194,14 +197,21 @@ function skipValue(text: string, i: number): number {
   throw new Error("unterminated JSON value");
 }
 
+/** What ends a number or literal: `,` `}` `]` and whitespace. */
+const ENDS_SCALAR = new Set([0x2c, 0x7d, 0x5d, 0x20, 0x0a, 0x0d, 0x09]);
+
 /** Position just past the string literal starting at `i` (a `"`). */
 function skipString(text: string, i: number): number {
-  for (let j = i + 1; j < text.length; j++) {
-    const ch = text[j];
-    if (ch === "\\") j++;
-    else if (ch === '"') return j + 1;
+  // indexOf finds the next quote natively; it ends the string unless an odd run of
+  // backslashes escapes it.
+  for (let from = i + 1; ; ) {
+    const quote = text.indexOf('"', from);
+    if (quote < 0) throw new Error("unterminated JSON string");
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return quote + 1;
+    from = quote + 1;
   }
-  throw new Error("unterminated JSON string");
 }
 
 function skipSpace(text: string, i: number): number {
