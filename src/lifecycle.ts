@@ -375,6 +375,12 @@ function newCheckpoint(agent: string, now: number): Crux {
   };
 }
 
+/** The last timestamp made: a batch of transitions shares its millisecond. */
+let lastTimestamp = { epochMs: Number.NaN, text: "" };
+
 export function timestamp(epochMs: number): string {
-  return new Date(epochMs).toISOString();
+  if (epochMs !== lastTimestamp.epochMs) {
+    lastTimestamp = { epochMs, text: new Date(epochMs).toISOString() };
+  }
+  return lastTimestamp.text;
 }
