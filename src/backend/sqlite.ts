@@ -3,6 +3,7 @@
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
 import { type FSWatcher, watch } from "node:fs";
+import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import {
   type Compilable,
@@ -30,6 +31,7 @@ import { BackgroundCheckpointer } from "../sql/checkpointer.js";
 import { GroupCommit } from "../sql/group-commit.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
+import { WalSync } from "../sql/wal-sync.js";
 import { validate } from "../wire/codec.js";
 import { spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
@@ -49,7 +51,9 @@ export type Durability = (typeof DURABILITY_MODES)[number];
 
 export interface SqliteBackendOptions {
   /**
-   * `full` (default): every resolved write has been fsynced, so it survives power loss.
+   * `full` (default): every resolved write has been fsynced, so it survives power loss. The
+   * fsync runs off the event loop, after the commit: other connections may read a write a
+   * moment before it resolves.
    * `normal`: writes survive a crash of the process; the last ones may roll back on power loss.
    */
   readonly durability?: Durability;
@@ -86,6 +90,8 @@ export class SqliteBackend implements RegistryBackend {
   /** Puts back the connection settings we changed on an application's own Database. */
   readonly #restoreSettings: () => void;
   readonly #writer: GroupCommit;
+  /** In `full` durability on a file: flushes the WAL after commits, off the event loop. */
+  readonly #walSync: WalSync | undefined;
   readonly #changeListeners = new Set<() => void>();
   #commits = 0;
   #checkpointer: BackgroundCheckpointer | undefined;
@@ -97,8 +103,10 @@ export class SqliteBackend implements RegistryBackend {
     ownsDatabase: boolean,
     busyTimeoutMs: number,
     restoreSettings: () => void,
+    walSync: WalSync | undefined,
   ) {
     this.#db = db;
+    this.#walSync = walSync;
     this.#ownsDatabase = ownsDatabase;
     this.#sql = prepareStatements(db);
     this.#busyTimeoutMs = busyTimeoutMs;
@@ -111,6 +119,7 @@ export class SqliteBackend implements RegistryBackend {
           cause,
         }),
       translate: (error) => toRegistryError(error, "write failed"),
+      ...(walSync && { durable: () => walSync.durable() }),
       onCommit: () => {
         // A file written this much will keep being written: move its checkpoints off the
         // event loop. (A short-lived registry never pays for the thread.)
@@ -124,7 +133,8 @@ export class SqliteBackend implements RegistryBackend {
   /**
    * Open (creating and migrating as needed) the registry in a file, `:memory:`, or a
    * better-sqlite3 Database the application already has. Such a Database is switched to WAL
-   * (which stays with the file); `close()` leaves it open and puts back its `synchronous`,
+   * (which stays with the file); in `full` durability its commits fsync on the calling
+   * thread, as its own writes need; `close()` leaves it open and puts back its `synchronous`,
    * `busy_timeout`, `query_only` and `wal_autocheckpoint` settings.
    */
   static async open(
@@ -143,6 +153,7 @@ export class SqliteBackend implements RegistryBackend {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
     let restoreSettings = () => {};
+    let walSync: WalSync | undefined;
     try {
       if (!ownsDatabase) restoreSettings = settingsRestorer(db);
       const readOnly = options.readOnly === true || db.readonly;
@@ -156,10 +167,15 @@ export class SqliteBackend implements RegistryBackend {
         db.pragma("query_only = true");
       } else {
         // Several processes opening a new file at once contend for the switch to WAL too.
-        await retryWhileBusy(busyTimeoutMs, () => configure(db, durability));
+        // An application's own Database keeps fsyncing in its commits: its own writes,
+        // which do not pass through here, must stay as durable as it set them up to be.
+        const offThread = durability === "full" && ownsDatabase;
+        if (await retryWhileBusy(busyTimeoutMs, () => configure(db, durability, offThread))) {
+          if (offThread) walSync = new WalSync(`${resolve(db.name)}-wal`);
+        }
         if (pending.length > 0) await retryWhileBusy(busyTimeoutMs, () => migrate(db));
       }
-      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings);
+      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings, walSync);
     } catch (error) {
       if (ownsDatabase) db.close();
       else restoreSettings();
@@ -344,6 +360,7 @@ export class SqliteBackend implements RegistryBackend {
     this.#closed = true;
     this.#stopWatching();
     await this.#writer.drained(); // writes already requested still commit
+    await this.#walSync?.close();
     await this.#checkpointer?.stop();
     if (this.#ownsDatabase) this.#db.close();
     else this.#restoreSettings();
@@ -495,11 +512,22 @@ function settingsRestorer(db: Database.Database): () => void {
   };
 }
 
-function configure(db: Database.Database, durability: Durability): void {
-  db.pragma("journal_mode = WAL");
-  db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
+/**
+ * WAL, and the commit's fsync per durability. Says whether the file is in WAL mode (an
+ * in-memory or anonymous temporary database is not, and has nothing to flush).
+ */
+function configure(
+  db: Database.Database,
+  durability: Durability,
+  fsyncOffThread: boolean,
+): boolean {
+  const wal = db.pragma("journal_mode = WAL", { simple: true }) === "wal";
+  // With fsyncOffThread on a WAL file, WalSync does the commit's fsync, off the event loop.
+  const fsyncInCommit = durability === "full" && !(wal && fsyncOffThread);
+  db.pragma(`synchronous = ${fsyncInCommit ? "FULL" : "NORMAL"}`);
   // Waiting happens in retryWhileBusy, asynchronously, so the event loop is never blocked.
   db.pragma("busy_timeout = 0");
+  return wal;
 }
 
 /**

@@ -30,6 +30,11 @@ export interface GroupCommitOptions {
   readonly translate: (error: unknown) => unknown;
   /** Called after each commit. */
   readonly onCommit?: () => void;
+  /**
+   * When given, a committed batch resolves only once this resolves (the commit is on disk);
+   * the next batch does not wait for it. Its failure rejects the batch, translated.
+   */
+  readonly durable?: () => Promise<void>;
 }
 
 export class GroupCommit {
@@ -44,6 +49,8 @@ export class GroupCommit {
   #queue: PendingWrite[] = [];
   /** Settles when the queue is empty and no batch is running. */
   #drained: Promise<void> = Promise.resolve();
+  /** Committed batches waiting for `durable`. */
+  readonly #syncing = new Set<Promise<void>>();
   #flushing = false;
 
   constructor(db: BetterSqlite3.Database, options: GroupCommitOptions) {
@@ -68,9 +75,10 @@ export class GroupCommit {
     });
   }
 
-  /** Resolves once every requested write has committed or failed. */
-  drained(): Promise<void> {
-    return this.#drained;
+  /** Resolves once every requested write has committed (and is durable) or failed. */
+  async drained(): Promise<void> {
+    await this.#drained;
+    await Promise.all(this.#syncing);
   }
 
   async #flush(): Promise<void> {
@@ -95,15 +103,31 @@ export class GroupCommit {
         for (const write of batch) write.reject(failure);
         continue;
       }
+      this.#settle(batch, outcomes);
+      deadline = Date.now() + this.#options.busyTimeoutMs;
+      delayMs = 1;
+    }
+    this.#flushing = false;
+  }
+
+  #settle(batch: readonly PendingWrite[], outcomes: readonly Outcome[]): void {
+    const settle = () =>
       batch.forEach((write, i) => {
         const outcome = outcomes[i] as Outcome;
         if (outcome.ok) write.resolve(outcome.value);
         else write.reject(outcome.error);
       });
-      deadline = Date.now() + this.#options.busyTimeoutMs;
-      delayMs = 1;
+    // Failed writes were rolled back: they have nothing to wait for.
+    if (this.#options.durable === undefined || !outcomes.some((o) => o.ok)) {
+      settle();
+      return;
     }
-    this.#flushing = false;
+    const syncing: Promise<void> = this.#options.durable().then(settle, (error) => {
+      const failure = this.#options.translate(error);
+      for (const write of batch) write.reject(failure);
+    });
+    this.#syncing.add(syncing);
+    void syncing.finally(() => this.#syncing.delete(syncing));
   }
 
   /** One transaction for the whole batch; throws only if the transaction itself fails. */

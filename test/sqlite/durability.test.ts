@@ -1,0 +1,102 @@
+/**
+ * What each durability mode does at a commit, on a real file: in `full` mode on a file the
+ * registry opened, the write is committed at once but resolves only after the WAL file was
+ * fsynced (off the event loop); `normal` never waits for an fsync.
+ */
+import type * as fs from "node:fs";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { newTaskId } from "../../src/ids.js";
+import { newTaskState } from "../../src/lifecycle.js";
+import { tempDbPath } from "../support/backends.js";
+
+/** fsync calls made through node:fs, held until `release`: WalSync's, nobody else's here. */
+const held = vi.hoisted(() => ({
+  calls: [] as { fd: number; release: () => void }[],
+}));
+
+vi.mock("node:fs", async (importOriginal) => {
+  const real = await importOriginal<typeof fs>();
+  return {
+    ...real,
+    fsync: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => {
+      held.calls.push({ fd, release: () => real.fsync(fd, done) });
+    },
+  };
+});
+
+afterEach(() => {
+  for (const call of held.calls.splice(0)) call.release();
+});
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+function task() {
+  const id = newTaskId();
+  return newTaskState(
+    {
+      id,
+      kind: "k",
+      inputText: "{}",
+      priority: 0,
+      runAt: 0,
+      maxAttempts: 1,
+      idempotencyKey: null,
+    },
+    Date.now(),
+  );
+}
+
+function rows(path: string): number {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare("select count(*) as n from tasks").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+describe("durability at a commit", () => {
+  it("full, on a file it opened: committed at once, resolved only after the WAL's fsync", async () => {
+    const path = tempDbPath();
+    const backend = await SqliteBackend.open(path, { durability: "full" });
+    let resolved = false;
+    const write = backend.insert([task()]).then(() => {
+      resolved = true;
+    });
+    await settle();
+    expect(rows(path)).toBe(1); // visible to another connection: committed
+    expect(resolved).toBe(false); // but not yet known to be on disk
+    // The folder is synced once, at the first commit, then the WAL: released one by one.
+    let released = 0;
+    while (!resolved && released < 5) {
+      held.calls.shift()?.release();
+      released++;
+      await settle();
+    }
+    await write;
+    expect(released).toBe(2);
+    await backend.close();
+  });
+
+  it("normal: writes resolve without any fsync", async () => {
+    const path = tempDbPath();
+    const backend = await SqliteBackend.open(path, { durability: "normal" });
+    await backend.insert([task()]);
+    await backend.insert([task()]);
+    expect(held.calls).toHaveLength(0);
+    expect(rows(path)).toBe(2);
+    await backend.close();
+  });
+
+  it("full, on an application's Database: SQLite fsyncs inside the commit, as for its own writes", async () => {
+    const db = new Database(tempDbPath());
+    const backend = await SqliteBackend.open(db, { durability: "full" });
+    await backend.insert([task()]);
+    expect(held.calls).toHaveLength(0);
+    expect(db.pragma("synchronous", { simple: true })).toBe(2);
+    await backend.close();
+    db.close();
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * `full` durability's fsync off the event loop: WalSync flushes the WAL on the thread pool,
+ * and GroupCommit resolves a committed batch only once that flush is done.
+ */
+import { fsync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { GroupCommit } from "../../src/sql/group-commit.js";
+import { type Fsync, WalSync } from "../../src/sql/wal-sync.js";
+import { tempDbPath } from "../support/backends.js";
+
+/** An fsync that records each call and finishes only when the test says so. */
+function heldFsync() {
+  const calls: { fd: number; finish: (error?: NodeJS.ErrnoException) => void }[] = [];
+  const syncFile: Fsync = (fd, done) => {
+    calls.push({ fd, finish: (error) => done(error ?? null) });
+  };
+  return { calls, syncFile };
+}
+
+/** Settles pending callbacks and promise reactions. */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+
+function walFile(): string {
+  const path = `${tempDbPath()}-wal`;
+  writeFileSync(path, "frames");
+  return path;
+}
+
+describe("WalSync", () => {
+  it("resolves only after an fsync that began after the call, and syncs the folder once", async () => {
+    const { calls, syncFile } = heldFsync();
+    const sync = new WalSync(walFile(), syncFile);
+    let done = false;
+    const first = sync.durable().then(() => {
+      done = true;
+    });
+    await settle();
+    expect(calls).toHaveLength(1); // the folder, at the first open
+    calls[0]?.finish();
+    await settle();
+    expect(calls).toHaveLength(2); // the WAL file
+    expect(done).toBe(false);
+    calls[1]?.finish();
+    await first;
+    expect(done).toBe(true);
+    await sync.close();
+  });
+
+  it("makes the calls that arrive during an fsync share the next one", async () => {
+    const { calls, syncFile } = heldFsync();
+    const sync = new WalSync(walFile(), syncFile);
+    const first = sync.durable();
+    await settle();
+    calls[0]?.finish(); // the folder
+    await settle();
+    const resolved: number[] = [];
+    const later = [1, 2, 3].map((n) => sync.durable().then(() => resolved.push(n)));
+    await settle();
+    expect(calls).toHaveLength(2); // nothing new while the first runs
+    calls[1]?.finish();
+    await first;
+    await settle();
+    expect(resolved).toEqual([]); // their commits may be after the first fsync began
+    expect(calls).toHaveLength(3); // one more, for all three
+    calls[2]?.finish();
+    await Promise.all(later);
+    expect(resolved.sort()).toEqual([1, 2, 3]);
+    await sync.close();
+  });
+
+  it("rejects when the fsync fails, and tries again at the next call", async () => {
+    const { calls, syncFile } = heldFsync();
+    const sync = new WalSync(walFile(), syncFile);
+    const failing = sync.durable();
+    await settle();
+    calls[0]?.finish();
+    await settle();
+    calls[1]?.finish(Object.assign(new Error("EIO: i/o error"), { code: "EIO" }));
+    await expect(failing).rejects.toThrow("EIO");
+    const retry = sync.durable();
+    await settle();
+    calls[2]?.finish();
+    await retry;
+    expect(calls).toHaveLength(3);
+    await sync.close();
+  });
+
+  it("flushes a real file with the real fsync", async () => {
+    const fds: number[] = [];
+    const sync = new WalSync(walFile(), (fd, done) => {
+      fds.push(fd);
+      fsync(fd, done);
+    });
+    await sync.durable();
+    await sync.durable();
+    expect(fds).toHaveLength(3); // the folder, then the file twice
+    await sync.close();
+  });
+
+  it("rejects when there is no WAL file to flush", async () => {
+    const sync = new WalSync(`${dirname(tempDbPath())}/missing-wal`);
+    await expect(sync.durable()).rejects.toThrow("ENOENT");
+    await sync.close();
+  });
+});
+
+describe("GroupCommit with a durability wait", () => {
+  function setUp(durable: () => Promise<void>) {
+    const db = new Database(":memory:");
+    db.exec("create table t (x)");
+    const writer = new GroupCommit(db, {
+      isBusy: () => false,
+      busyTimeoutMs: 1000,
+      onTimeout: (cause) => cause,
+      translate: (error) => new Error(`translated: ${(error as Error).message}`),
+      durable,
+    });
+    const insert = db.prepare("insert into t values (?)");
+    const count = () => (db.prepare("select count(*) as n from t").get() as { n: number }).n;
+    return { db, writer, insert, count };
+  }
+
+  it("commits at once but resolves after the flush; the next batch does not wait for it", async () => {
+    const flushes: (() => void)[] = [];
+    const { writer, insert, count } = setUp(
+      () => new Promise<void>((resolve) => flushes.push(resolve)),
+    );
+    let resolved = 0;
+    const first = writer.write(() => insert.run(1)).then(() => resolved++);
+    await settle();
+    expect(count()).toBe(1); // committed
+    expect(resolved).toBe(0); // not yet durable
+    const second = writer.write(() => insert.run(2)).then(() => resolved++);
+    await settle();
+    expect(count()).toBe(2); // committed while the first flush still runs
+    expect(flushes).toHaveLength(2);
+    flushes[0]?.();
+    await first;
+    expect(resolved).toBe(1);
+    let drained = false;
+    const draining = writer.drained().then(() => {
+      drained = true;
+    });
+    await settle();
+    expect(drained).toBe(false); // the second batch is still being flushed
+    flushes[1]?.();
+    await Promise.all([second, draining]);
+    expect(resolved).toBe(2);
+  });
+
+  it("rejects a committed batch, translated, when its flush fails", async () => {
+    const { writer, insert } = setUp(() => Promise.reject(new Error("EIO")));
+    await expect(writer.write(() => insert.run(1))).rejects.toThrow("translated: EIO");
+  });
+
+  it("rejects a failed write at once: it was rolled back and waits for no flush", async () => {
+    let flushes = 0;
+    const { writer } = setUp(() => {
+      flushes++;
+      return new Promise<void>(() => undefined);
+    });
+    await expect(
+      writer.write(() => {
+        throw new Error("bad");
+      }),
+    ).rejects.toThrow("bad");
+    expect(flushes).toBe(0);
+  });
+});
