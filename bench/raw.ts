@@ -56,6 +56,8 @@ export function readRow(db: Database.Database, id: string): TaskColumns {
 export interface Templates {
   /** A task just submitted (pending), exactly as the registry stores it. */
   readonly pending: TaskColumns;
+  /** The same task once claimed (running, under a lease). */
+  readonly running: TaskColumns;
   /** The same task after claim and complete (done). */
   readonly done: TaskColumns;
 }
@@ -75,9 +77,10 @@ export async function registryTemplates(kind: string, input: unknown): Promise<T
       const pending = readRow(db, id);
       const claimed = await registry.claim(kind, { owner: "template" });
       if (claimed === null) throw new Error("template task was not claimable");
+      const running = readRow(db, id);
       await registry.complete(id, claimed.lease.token, null);
       const done = readRow(db, id);
-      return { pending, done };
+      return { pending, running, done };
     } finally {
       db.close();
       await registry.close();
@@ -103,6 +106,37 @@ export function copyRow(
   }
   return values;
 }
+
+/**
+ * The registry's write of a whole row (every column but `id` and `created_at`), bound by
+ * position; `copyRow(template)` minus those two, then the id, are its values.
+ */
+export function updateSql(template: TaskColumns): string {
+  const columns = Object.keys(template).filter((c) => c !== "id" && c !== "created_at");
+  return `update "tasks" set ${columns.map((c) => `"${c}" = ?`).join(", ")} where "id" = ?`;
+}
+
+/** `copyRow`'s values for updateSql: `template` as the row `id` now holds it. */
+export function updateValues(template: TaskColumns, now: number, id: string): unknown[] {
+  const values: unknown[] = [];
+  for (const [column, value] of Object.entries(template)) {
+    if (column === "id" || column === "created_at") continue;
+    if (column === "data") values.push(template.data.replace(template.id, id));
+    else if (column === "updated_at") values.push(now);
+    else values.push(value);
+  }
+  values.push(id);
+  return values;
+}
+
+/**
+ * The registry's claim query: the best due pending tasks of a kind from its claim index, each
+ * with whether it has appended steps (as the registry reads them).
+ */
+export const CLAIM_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "status" = 'pending' and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
+
+/** The registry's read of one task before it completes it. */
+export const READ_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "id" = ?`;
 
 /** `n` single-row inserts, each its own autocommit transaction; returns elapsed ms. */
 export function rawSingleInserts(db: Database.Database, template: TaskColumns, n: number): number {

@@ -3,14 +3,17 @@
  *
  * It opens the queue of one system (cruxx-registry, plainjob or liteque) with that system's
  * own worker API and a no-op handler, prints `ready`, starts working on `go`, and on `stop`
- * stops its worker, prints `stats {json}` and exits.
+ * stops its worker, prints `stats {json}` and exits. The fourth system, `raw`, is the
+ * floor: raw better-sqlite3 running the registry's own claim and completion statements on its
+ * rows, in the same batches, with none of the registry's code.
  */
 import Database from "better-sqlite3";
 import { buildDBClient, Runner, SqliteQueue } from "liteque";
 import { better, defineQueue, defineWorker } from "plainjob";
-import { onStdinLines, silentLogger } from "../util.js";
+import { CLAIM_SQL, openRaw, READ_SQL, type TaskColumns, updateSql, updateValues } from "../raw.js";
+import { onStdinLines, silentLogger, sleep } from "../util.js";
 
-export type QueueSystem = "cruxx-registry" | "plainjob" | "liteque";
+export type QueueSystem = "cruxx-registry" | "plainjob" | "liteque" | "raw";
 
 export interface ChildConfig {
   readonly system: QueueSystem;
@@ -20,6 +23,8 @@ export interface ChildConfig {
   readonly pollMs: number;
   /** Worker concurrency of the registry's children (the baselines' workers run one at a time). */
   readonly registryConcurrency: number;
+  /** For `raw`: the registry's rows of a task once claimed and once done. */
+  readonly templates?: { readonly running: TaskColumns; readonly done: TaskColumns };
 }
 
 export interface ChildStats {
@@ -122,6 +127,8 @@ async function setUp(): Promise<Running> {
         },
       };
     }
+    case "raw":
+      return rawWorker();
     case "liteque": {
       allowPromiseReturningTransactions();
       const db = buildDBClient(config.path);
@@ -160,6 +167,49 @@ async function setUp(): Promise<Running> {
       };
     }
   }
+}
+
+/**
+ * Claim up to a batch of the best due tasks in one transaction and complete them in the next,
+ * as the registry's worker does, with the registry's statements and row bytes.
+ */
+function rawWorker(): Running {
+  const templates = config.templates;
+  if (templates === undefined) throw new Error("the raw worker needs the registry's rows");
+  const db = openRaw(config.path, "normal");
+  db.pragma("busy_timeout = 10000"); // a floor may block its own event loop while it waits
+  const claim = db.prepare(CLAIM_SQL);
+  const read = db.prepare(READ_SQL);
+  const update = db.prepare(updateSql(templates.running));
+  const claimBatch = db.transaction(() => {
+    const rows = claim.all(Date.now(), config.kind, config.registryConcurrency) as TaskColumns[];
+    for (const row of rows) update.run(updateValues(templates.running, Date.now(), row.id));
+    return rows;
+  });
+  const completeBatch = db.transaction((rows: TaskColumns[]) => {
+    for (const row of rows) {
+      read.get(row.id);
+      update.run(updateValues(templates.done, Date.now(), row.id));
+    }
+  });
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  return {
+    start: () => {
+      loop = (async () => {
+        while (!stopping) {
+          const rows = claimBatch.immediate();
+          if (rows.length > 0) completeBatch.immediate(rows);
+          await (rows.length > 0 ? Promise.resolve() : sleep(config.pollMs));
+        }
+      })().catch(noteError);
+    },
+    stop: async () => {
+      stopping = true;
+      await loop;
+      db.close();
+    },
+  };
 }
 
 const running = await setUp();

@@ -6,12 +6,24 @@
  * (timed), then K child processes (started and ready beforehand, not timed) drain the queue
  * with the system's own worker. Throughput = N / (submit time + drain time). The drain ends
  * when a read-only connection sees no pending or running task left (polled every 2 ms).
+ *
+ * A fourth system, `raw`, measures the floor under the registry: raw better-sqlite3 inserting
+ * the registry's own rows in transactions of as many as the registry keeps in flight, and
+ * children claiming and completing them with the registry's statements, in its batches.
  */
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { buildDBClient, SqliteQueue } from "liteque";
 import { better, defineQueue } from "plainjob";
 import { openRegistry } from "../../src/index.js";
+import {
+  copyRow,
+  createRegistryFile,
+  insertSql,
+  openRaw,
+  registryTemplates,
+  type Templates,
+} from "../raw.js";
 import {
   type BenchContext,
   type Child,
@@ -29,7 +41,7 @@ import type { ChildConfig, ChildStats, QueueSystem } from "./lifecycle-child.js"
 
 const CHILD = fileURLToPath(new URL("./lifecycle-child.ts", import.meta.url));
 const KIND = "bench";
-const SYSTEMS: readonly QueueSystem[] = ["cruxx-registry", "plainjob", "liteque"];
+const SYSTEMS: readonly QueueSystem[] = ["cruxx-registry", "plainjob", "liteque", "raw"];
 /** Worker concurrency of the registry's children. */
 const REGISTRY_CONCURRENCY = 32;
 /** The registry's producer keeps this many submits in flight; the baselines' add() is synchronous. */
@@ -47,8 +59,31 @@ interface Measurement {
   readonly firstError: string | null;
 }
 
-async function submitAll(system: QueueSystem, path: string, n: number): Promise<number> {
+async function submitAll(
+  system: QueueSystem,
+  path: string,
+  n: number,
+  templates: Templates,
+): Promise<number> {
   switch (system) {
+    case "raw": {
+      await createRegistryFile(path, "normal");
+      const db = openRaw(path, "normal");
+      try {
+        const insert = db.prepare(insertSql(templates.pending));
+        const batch = db.transaction((count: number) => {
+          const now = Date.now();
+          for (let i = 0; i < count; i++) insert.run(copyRow(templates.pending, now));
+        });
+        return await timeAsync(async () => {
+          for (let i = 0; i < n; i += SUBMITS_IN_FLIGHT) {
+            batch.immediate(Math.min(SUBMITS_IN_FLIGHT, n - i));
+          }
+        });
+      } finally {
+        db.close();
+      }
+    }
     case "cruxx-registry": {
       const registry = await openRegistry(path, { durability: "normal" });
       try {
@@ -95,8 +130,10 @@ async function submitAll(system: QueueSystem, path: string, n: number): Promise<
 
 /** Tasks not finished yet, as a separate read connection sees them. */
 function remainingQuery(system: QueueSystem, db: Database.Database): () => number {
+  const registrySql = `select count(*) as n from tasks where status in ('pending', 'running')`;
   const sql = {
-    "cruxx-registry": `select count(*) as n from tasks where status in ('pending', 'running')`,
+    "cruxx-registry": registrySql,
+    raw: registrySql,
     // plainjob: 0 pending, 1 processing.
     plainjob: `select count(*) as n from plainjob_jobs where status in (0, 1)`,
     // liteque deletes a job when it completes.
@@ -108,7 +145,7 @@ function remainingQuery(system: QueueSystem, db: Database.Database): () => numbe
 
 /** Finished tasks, to check that every one was done exactly as the drain claimed. */
 function finishedCount(system: QueueSystem, db: Database.Database, n: number): number {
-  if (system === "cruxx-registry") {
+  if (system === "cruxx-registry" || system === "raw") {
     return (
       db.prepare(`select count(*) as n from tasks where status = 'done'`).get() as { n: number }
     ).n;
@@ -128,17 +165,19 @@ async function measure(
   system: QueueSystem,
   procs: number,
   n: number,
+  templates: Templates,
   ctx: BenchContext,
 ): Promise<Measurement> {
   return withTempDir(`w4-${system}`, async (dir) => {
     const path = dir.file("queue.db");
-    const submitMs = await submitAll(system, path, n);
+    const submitMs = await submitAll(system, path, n, templates);
     const config: ChildConfig = {
       system,
       path,
       kind: KIND,
       pollMs: BASELINE_POLL_MS,
       registryConcurrency: REGISTRY_CONCURRENCY,
+      ...(system === "raw" && { templates: { running: templates.running, done: templates.done } }),
     };
     const children: Child[] = Array.from({ length: procs }, () => startChild(CHILD, config));
     const reader = new Database(path, { readonly: true });
@@ -182,6 +221,7 @@ export async function runLifecycle(ctx: BenchContext): Promise<Row[]> {
   const n = ctx.quick ? 500 : 4000;
   const rounds = ctx.quick ? 1 : 2;
   const rows: Row[] = [];
+  const templates = await registryTemplates(KIND, { i: 0 });
   for (const procs of [1, 2]) {
     const results = new Map<QueueSystem, Measurement[]>(SYSTEMS.map((s) => [s, []]));
     const failures = new Map<QueueSystem, string[]>(SYSTEMS.map((s) => [s, []]));
@@ -190,7 +230,7 @@ export async function runLifecycle(ctx: BenchContext): Promise<Row[]> {
       const order = SYSTEMS.map((_, i) => SYSTEMS[(i + r) % SYSTEMS.length] as QueueSystem);
       for (const system of order) {
         try {
-          results.get(system)?.push(await measure(system, procs, n, ctx));
+          results.get(system)?.push(await measure(system, procs, n, templates, ctx));
         } catch (error) {
           const text = error instanceof Error ? error.message : String(error);
           const lines = text.split("\n").filter((line) => line.trim() !== "");
@@ -233,6 +273,21 @@ export async function runLifecycle(ctx: BenchContext): Promise<Row[]> {
         target: { on: "ratio", op: ">=", bound: 2, text: "≥ 2× faster of plainjob/liteque" },
         durability: "normal",
         note: `N=${n}, median of ${rounds} rounds; ${[ours.text, summary("plainjob").text, summary("liteque").text].join("; ")}; registry: ${SUBMITS_IN_FLIGHT} submits in flight, worker concurrency ${REGISTRY_CONCURRENCY} (baselines: one job at a time, their API's only mode); baselines poll every ${BASELINE_POLL_MS} ms when idle; liteque runs with a driver shim (see README)`,
+      }),
+    );
+    const floor = summary("raw");
+    rows.push(
+      row({
+        id: "W4",
+        workload: `floor: raw better-sqlite3 running the registry's statements, ${procs} process${procs > 1 ? "es" : ""}`,
+        value: floor.throughput,
+        unit: "tasks/s",
+        baseline:
+          best === undefined
+            ? null
+            : { value: best.throughput, name: `${best.system} (faster of plainjob, liteque)` },
+        durability: "normal",
+        note: `the registry's own rows, inserted ${SUBMITS_IN_FLIGHT} per transaction, then claimed ${REGISTRY_CONCURRENCY} per transaction and completed ${REGISTRY_CONCURRENCY} per transaction with its claim, read and update statements, and none of its code: what any code on this schema can reach; ${floor.text}`,
       }),
     );
   }
