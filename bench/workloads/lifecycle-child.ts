@@ -144,29 +144,37 @@ async function setUp(): Promise<Running> {
         },
         { concurrency: 1, pollIntervalMs: config.pollMs, timeoutSecs: 60 },
       );
-      let stopping = false;
-      let loop: Promise<void> | undefined;
-      return {
-        start: () => {
-          loop = (async () => {
-            // A runner that throws (SQLITE_BUSY between processes, say) is started again.
-            while (!stopping) {
-              try {
-                await runner.run();
-              } catch (error) {
-                noteError(error);
-              }
-            }
-          })();
-        },
-        stop: async () => {
-          stopping = true;
-          runner.stop();
-          await loop;
-        },
-      };
+      // A runner that throws (SQLITE_BUSY between processes, say) is started again.
+      return repeatUntilStopped(() => runner.run().catch(noteError), {
+        interrupt: () => runner.stop(),
+      });
     }
   }
+}
+
+/**
+ * Run `round` again and again from `start()` until `stop()`, which calls `interrupt` (to end
+ * a round that waits), then `cleanUp` once the last round is over.
+ */
+function repeatUntilStopped(
+  round: () => Promise<unknown>,
+  { interrupt = () => {}, cleanUp = () => {} }: { interrupt?: () => void; cleanUp?: () => void },
+): Running {
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  return {
+    start: () => {
+      loop = (async () => {
+        while (!stopping) await round();
+      })().catch(noteError);
+    },
+    stop: async () => {
+      stopping = true;
+      interrupt();
+      await loop;
+      cleanUp();
+    },
+  };
 }
 
 /**
@@ -192,24 +200,14 @@ function rawWorker(): Running {
       update.run(updateValues(templates.done, Date.now(), row.id));
     }
   });
-  let stopping = false;
-  let loop: Promise<void> | undefined;
-  return {
-    start: () => {
-      loop = (async () => {
-        while (!stopping) {
-          const rows = claimBatch.immediate();
-          if (rows.length > 0) completeBatch.immediate(rows);
-          await (rows.length > 0 ? Promise.resolve() : sleep(config.pollMs));
-        }
-      })().catch(noteError);
+  return repeatUntilStopped(
+    async () => {
+      const rows = claimBatch.immediate();
+      if (rows.length > 0) completeBatch.immediate(rows);
+      else await sleep(config.pollMs);
     },
-    stop: async () => {
-      stopping = true;
-      await loop;
-      db.close();
-    },
-  };
+    { cleanUp: () => db.close() },
+  );
 }
 
 const running = await setUp();
