@@ -57,7 +57,8 @@ export function checkpointBounds(document: string): { start: number; end: number
   }
 }
 
-const TASK_KEYS = ["id", "kind", "status", "input", "checkpoint", "attempts"] as const;
+/** The keys before the checkpoint in our writer's task documents, in order. */
+const TASK_HEAD_KEYS = ["id", "kind", "status", "input"] as const;
 const CRUX_KEYS = [
   "id",
   "agent",
@@ -94,19 +95,27 @@ export interface RunEdit {
  */
 export function editRun(document: string, edit: RunEdit): string | undefined {
   try {
-    const task = members(document, 0, TASK_KEYS);
-    if (task === undefined || task.end !== document.length) return undefined;
-    const { status, checkpoint } = task.values;
+    // One pass: the head's values, then the checkpoint's, then `,"attempts":N}` must end it.
+    const head = members(document, 0, TASK_HEAD_KEYS);
+    if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
+    const { status } = head.values;
     if (document.slice(status.start, status.end) !== edit.fromStatusText) return undefined;
+    const checkpoint = head.end + CHECKPOINT_KEY.length;
+    const crux = document.startsWith("null", checkpoint)
+      ? undefined
+      : members(document, checkpoint, CRUX_KEYS);
+    const checkpointEnd = crux === undefined ? checkpoint + 4 : crux.end + 1; // past its `}`
+    if (crux !== undefined && document[crux.end] !== "}") return undefined;
+    if (!ATTEMPTS_TAIL.test(document.slice(checkpointEnd))) return undefined;
+
     const newStatus = { ...status, text: edit.statusText };
     const { run } = edit;
     if (run === undefined) return replaceRanges(document, [newStatus]);
-    if (document.slice(checkpoint.start, checkpoint.end) === "null") {
+    if (crux === undefined) {
       if (run.newCheckpoint === undefined) return replaceRanges(document, [newStatus]);
-      return replaceRanges(document, [newStatus, { ...checkpoint, text: run.newCheckpoint() }]);
+      const nothing = { start: checkpoint, end: checkpointEnd, text: run.newCheckpoint() };
+      return replaceRanges(document, [newStatus, nothing]);
     }
-    const crux = members(document, checkpoint.start, CRUX_KEYS);
-    if (crux === undefined) return undefined;
     return replaceRanges(document, [
       newStatus,
       { ...crux.values.value, text: run.valueText },
@@ -117,14 +126,17 @@ export function editRun(document: string, edit: RunEdit): string | undefined {
   }
 }
 
+const CHECKPOINT_KEY = ',"checkpoint":';
+const ATTEMPTS_TAIL = /^,"attempts":\d+\}$/;
+
 interface Range {
   readonly start: number;
   readonly end: number;
 }
 
 /**
- * The values of the object at `start`, if its keys are exactly `keys`, in order, with no
- * whitespace around them; and where the object ends.
+ * The values of the first members of the object at `start`, if their keys are exactly
+ * `keys`, in order, with no whitespace around them; `end` is where the last value ends.
  */
 function members<K extends string>(
   text: string,
@@ -135,13 +147,16 @@ function members<K extends string>(
   const values = {} as Record<K, Range>;
   let i = start + 1;
   for (const [n, key] of keys.entries()) {
+    if (n > 0) {
+      if (text[i] !== ",") return undefined;
+      i++;
+    }
     const quoted = `"${key}":`;
     if (!text.startsWith(quoted, i)) return undefined;
-    const valueStart = i + quoted.length;
-    const valueEnd = skipValue(text, valueStart);
-    values[key] = { start: valueStart, end: valueEnd };
-    if (text[valueEnd] !== (n === keys.length - 1 ? "}" : ",")) return undefined;
-    i = valueEnd + 1;
+    i += quoted.length;
+    const end = skipValue(text, i);
+    values[key] = { start: i, end };
+    i = end;
   }
   return { values, end: i };
 }

@@ -101,12 +101,31 @@ describe("transitions edit our documents as text", () => {
     );
   });
 
-  it("decodes a document laid out otherwise, and writes it our way", () => {
+  /** Valid task documents, not laid out as our writer lays them out. */
+  const OTHER_LAYOUTS: readonly (readonly [string, (document: string) => string])[] = [
+    ["a space after the brace", (d) => `{ ${d.slice(1)}`],
+    [
+      "an unknown member after the checkpoint, shaped like a checkpoint's end",
+      (d) =>
+        d.replace(/,"attempts":/, ',"extra":{"started_at":"x","finished_at":null},"attempts":'),
+    ],
+    [
+      "attempts before the checkpoint",
+      (d) => {
+        const [, head, checkpoint, attempts] =
+          /^(.*),"checkpoint":(.*),"attempts":(\d+)\}$/s.exec(d) ?? [];
+        return `${head},"attempts":${attempts},"checkpoint":${checkpoint}}`;
+      },
+    ],
+  ];
+
+  it.each(OTHER_LAYOUTS)("decodes a document with %s, and writes it our way", (_, relayout) => {
     fc.assert(
       fc.property(arbitraryTask, arbitraryJson, (task, value) => {
         const state = stored(task, "running");
-        const spaced = { ...state, data: `{ ${state.data.slice(1)}` }; // valid JSON, not our layout
-        const next = completeTask(spaced, TOKEN, value as never, NOW);
+        const other = { ...state, data: relayout(state.data) };
+        expect(other.data).not.toBe(state.data);
+        const next = completeTask(other, TOKEN, value as never, NOW);
         expect(next.decoded).toBeDefined(); // the decoding path was taken
         expect(comparable(next.data, task.checkpoint !== null)).toBe(
           comparable(
