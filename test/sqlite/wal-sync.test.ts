@@ -1,12 +1,7 @@
-/**
- * `full` durability's fsync off the event loop: WalSync flushes the WAL on the thread pool,
- * and GroupCommit resolves a committed batch only once that flush is done.
- */
+/** `full` durability's fsync off the event loop: WalSync flushes the WAL on the thread pool. */
 import { fsync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import { GroupCommit } from "../../src/sql/group-commit.js";
 import { type Fsync, WalSync } from "../../src/sql/wal-sync.js";
 import { tempDbPath } from "../support/backends.js";
 
@@ -103,69 +98,5 @@ describe("WalSync", () => {
     const sync = new WalSync(`${dirname(tempDbPath())}/missing-wal`);
     await expect(sync.durable()).rejects.toThrow("ENOENT");
     await sync.close();
-  });
-});
-
-describe("GroupCommit with a durability wait", () => {
-  function setUp(durable: () => Promise<void>) {
-    const db = new Database(":memory:");
-    db.exec("create table t (x)");
-    const writer = new GroupCommit(db, {
-      isBusy: () => false,
-      busyTimeoutMs: 1000,
-      onTimeout: (cause) => cause,
-      translate: (error) => new Error(`translated: ${(error as Error).message}`),
-      durable,
-    });
-    const insert = db.prepare("insert into t values (?)");
-    const count = () => (db.prepare("select count(*) as n from t").get() as { n: number }).n;
-    return { db, writer, insert, count };
-  }
-
-  it("commits at once but resolves after the flush; the next batch does not wait for it", async () => {
-    const flushes: (() => void)[] = [];
-    const { writer, insert, count } = setUp(
-      () => new Promise<void>((resolve) => flushes.push(resolve)),
-    );
-    let resolved = 0;
-    const first = writer.write(() => insert.run(1)).then(() => resolved++);
-    await settle();
-    expect(count()).toBe(1); // committed
-    expect(resolved).toBe(0); // not yet durable
-    const second = writer.write(() => insert.run(2)).then(() => resolved++);
-    await settle();
-    expect(count()).toBe(2); // committed while the first flush still runs
-    expect(flushes).toHaveLength(2);
-    flushes[0]?.();
-    await first;
-    expect(resolved).toBe(1);
-    let drained = false;
-    const draining = writer.drained().then(() => {
-      drained = true;
-    });
-    await settle();
-    expect(drained).toBe(false); // the second batch is still being flushed
-    flushes[1]?.();
-    await Promise.all([second, draining]);
-    expect(resolved).toBe(2);
-  });
-
-  it("rejects a committed batch, translated, when its flush fails", async () => {
-    const { writer, insert } = setUp(() => Promise.reject(new Error("EIO")));
-    await expect(writer.write(() => insert.run(1))).rejects.toThrow("translated: EIO");
-  });
-
-  it("rejects a failed write at once: it was rolled back and waits for no flush", async () => {
-    let flushes = 0;
-    const { writer } = setUp(() => {
-      flushes++;
-      return new Promise<void>(() => undefined);
-    });
-    await expect(
-      writer.write(() => {
-        throw new Error("bad");
-      }),
-    ).rejects.toThrow("bad");
-    expect(flushes).toBe(0);
   });
 });
