@@ -2,8 +2,7 @@
  * The SQLite adapter: one file (or `:memory:`), WAL, prepared statements compiled from the
  * Kysely schema, and every driver failure translated into a RegistryError.
  */
-import { type FSWatcher, watch } from "node:fs";
-import { resolve } from "node:path";
+import { type FSWatcher, realpathSync, watch } from "node:fs";
 import Database from "better-sqlite3";
 import {
   type Compilable,
@@ -90,7 +89,9 @@ export class SqliteBackend implements RegistryBackend {
   /** Puts back the connection settings we changed on an application's own Database. */
   readonly #restoreSettings: () => void;
   readonly #writer: GroupCommit;
-  /** In `full` durability on a file: flushes the WAL after commits, off the event loop. */
+  /** The WAL file, beside the real database file (SQLite follows symlinks); none in memory. */
+  readonly #walPath: string | undefined;
+  /** In `full` durability on a file we opened: flushes the WAL after commits, off the event loop. */
   readonly #walSync: WalSync | undefined;
   readonly #changeListeners = new Set<() => void>();
   #commits = 0;
@@ -103,9 +104,13 @@ export class SqliteBackend implements RegistryBackend {
     ownsDatabase: boolean,
     busyTimeoutMs: number,
     restoreSettings: () => void,
-    walSync: WalSync | undefined,
+    fsyncOffThread: boolean,
   ) {
     this.#db = db;
+    this.#walPath = walPathOf(db);
+    const walSync = fsyncOffThread && this.#walPath ? new WalSync(this.#walPath) : undefined;
+    // No WAL to flush after all: SQLite must fsync in the commit again.
+    if (fsyncOffThread && walSync === undefined) db.pragma("synchronous = FULL");
     this.#walSync = walSync;
     this.#ownsDatabase = ownsDatabase;
     this.#sql = prepareStatements(db);
@@ -119,7 +124,15 @@ export class SqliteBackend implements RegistryBackend {
           cause,
         }),
       translate: (error) => toRegistryError(error, "write failed"),
-      ...(walSync && { durable: () => walSync.durable() }),
+      ...(walSync && {
+        durable: () =>
+          walSync.durable().catch((cause) => {
+            throw new StorageError(
+              "the write was committed, but flushing the WAL to disk failed; it may not survive a power loss",
+              { cause },
+            );
+          }),
+      }),
       onCommit: () => {
         // A file written this much will keep being written: move its checkpoints off the
         // event loop. (A short-lived registry never pays for the thread.)
@@ -153,7 +166,7 @@ export class SqliteBackend implements RegistryBackend {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
     let restoreSettings = () => {};
-    let walSync: WalSync | undefined;
+    let fsyncOffThread = false;
     try {
       if (!ownsDatabase) restoreSettings = settingsRestorer(db);
       const readOnly = options.readOnly === true || db.readonly;
@@ -170,12 +183,11 @@ export class SqliteBackend implements RegistryBackend {
         // An application's own Database keeps fsyncing in its commits: its own writes,
         // which do not pass through here, must stay as durable as it set them up to be.
         const offThread = durability === "full" && ownsDatabase;
-        if (await retryWhileBusy(busyTimeoutMs, () => configure(db, durability, offThread))) {
-          if (offThread) walSync = new WalSync(`${resolve(db.name)}-wal`);
-        }
+        const wal = await retryWhileBusy(busyTimeoutMs, () => configure(db, durability, offThread));
+        fsyncOffThread = offThread && wal;
         if (pending.length > 0) await retryWhileBusy(busyTimeoutMs, () => migrate(db));
       }
-      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings, walSync);
+      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings, fsyncOffThread);
     } catch (error) {
       if (ownsDatabase) db.close();
       else restoreSettings();
@@ -335,9 +347,9 @@ export class SqliteBackend implements RegistryBackend {
 
   /** Watches the WAL file, which every commit of any process writes to (inotify on Linux). */
   watchChanges(listener: () => void): () => void {
-    if (this.#watcher === undefined && !this.#db.memory && !this.#closed) {
+    if (this.#watcher === undefined && this.#walPath !== undefined && !this.#closed) {
       try {
-        this.#watcher = watch(`${this.#db.name}-wal`, { persistent: false }, () => {
+        this.#watcher = watch(this.#walPath, { persistent: false }, () => {
           for (const notify of this.#changeListeners) notify();
         });
         this.#watcher.on("error", () => this.#stopWatching());
@@ -469,6 +481,16 @@ function fromColumns(row: Columns): TaskState {
     idempotencyKey: row.idempotency_key,
     cancelRequested: row.cancel_requested !== 0,
   };
+}
+
+/** Where SQLite keeps the database's WAL: beside the real file, symlinks followed. */
+function walPathOf(db: Database.Database): string | undefined {
+  if (db.memory || db.name === "") return undefined;
+  try {
+    return `${realpathSync(db.name)}-wal`;
+  } catch {
+    return undefined; // the file is gone (deleted while open): nothing to watch or flush
+  }
 }
 
 /** Names of our migrations not yet applied; refuses a file from a newer or foreign schema. */

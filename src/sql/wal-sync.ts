@@ -57,23 +57,29 @@ export class WalSync {
     if (fd !== undefined) await callback<void>((done) => close(fd, (error) => done(error)));
   }
 
+  async #syncFolder(): Promise<void> {
+    const folder = await openFile(dirname(this.#walPath), "r");
+    try {
+      await callback<void>((done) => this.#fsync(folder, (error) => done(error)));
+    } finally {
+      close(folder, () => undefined);
+    }
+  }
+
   async #syncOnce(): Promise<void> {
     const fd = await this.#open();
     await callback<void>((done) => this.#fsync(fd, (error) => done(error)));
   }
 
   /**
-   * Opened at the first commit, when SQLite has created the WAL. Its directory is synced once
-   * too, so the file's name survives a power loss (SQLite would do this at its first sync).
+   * Opened at the first commit, when SQLite has created the WAL; for writing, which Windows
+   * needs to flush it. Its folder is synced once too, so the file's name survives a power
+   * loss (SQLite would do that at its first sync) where folders can be opened (not Windows,
+   * whose file system journals names by itself).
    */
   #open(): Promise<number> {
     this.#fd ??= (async () => {
-      const directory = await openFile(dirname(this.#walPath), "r");
-      try {
-        await callback<void>((done) => this.#fsync(directory, (error) => done(error)));
-      } finally {
-        close(directory, () => undefined);
-      }
+      await this.#syncFolder().catch(() => undefined);
       return openFile(this.#walPath, "r+");
     })();
     // A failed open is not cached: the next commit tries again.

@@ -4,6 +4,9 @@
  * fsynced (off the event loop); `normal` never waits for an fsync.
  */
 import type * as fs from "node:fs";
+import { existsSync, mkdtempSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { SqliteBackend } from "../../src/backend/sqlite.js";
@@ -77,6 +80,27 @@ describe("durability at a commit", () => {
     }
     await write;
     expect(released).toBe(2);
+    await backend.close();
+  });
+
+  it("full, through a symlink: flushes the WAL beside the real file, where SQLite keeps it", async () => {
+    const real = tempDbPath();
+    const link = join(mkdtempSync(join(tmpdir(), "cruxx-link-")), "linked.db");
+    new Database(real).close();
+    symlinkSync(real, link);
+    const backend = await SqliteBackend.open(link, { durability: "full" });
+    const write = backend.insert([task()]);
+    let settled = false;
+    void write.finally(() => {
+      settled = true;
+    });
+    while (!settled) {
+      held.calls.shift()?.release();
+      await settle();
+    }
+    await write; // rejects if the flush looked for a WAL beside the link
+    expect(existsSync(`${real}-wal`)).toBe(true);
+    expect(existsSync(`${link}-wal`)).toBe(false);
     await backend.close();
   });
 
