@@ -101,11 +101,10 @@ export function editRun(document: string, edit: RunEdit): string | undefined {
     const { status } = head.values;
     if (document.slice(status.start, status.end) !== edit.fromStatusText) return undefined;
     const checkpoint = head.end + CHECKPOINT_KEY.length;
-    const crux = document.startsWith("null", checkpoint)
-      ? undefined
-      : members(document, checkpoint, CRUX_KEYS);
+    const none = document.startsWith("null", checkpoint);
+    const crux = none ? undefined : members(document, checkpoint, CRUX_KEYS);
+    if (!none && (crux === undefined || document[crux.end] !== "}")) return undefined;
     const checkpointEnd = crux === undefined ? checkpoint + 4 : crux.end + 1; // past its `}`
-    if (crux !== undefined && document[crux.end] !== "}") return undefined;
     if (!ATTEMPTS_TAIL.test(document.slice(checkpointEnd))) return undefined;
 
     const newStatus = { ...status, text: edit.statusText };

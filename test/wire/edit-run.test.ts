@@ -138,6 +138,20 @@ describe("transitions edit our documents as text", () => {
     );
   });
 
+  it("refuses a checkpoint that is neither null nor a Crux, as SERIALIZATION", () => {
+    fc.assert(
+      fc.property(arbitraryTask, (task) => {
+        const state = stored({ ...task, checkpoint: null }, "pending");
+        const corrupt = {
+          ...state,
+          data: state.data.replace('"checkpoint":null', '"checkpoint":true'),
+        };
+        expect(codeOf(() => cancelTask(corrupt, "stop", NOW))).toBe("SERIALIZATION");
+      }),
+      { numRuns: 50 },
+    );
+  });
+
   it("refuses a document whose status is not the row's, as SERIALIZATION", () => {
     fc.assert(
       fc.property(arbitraryTask, (task) => {
@@ -146,15 +160,19 @@ describe("transitions edit our documents as text", () => {
           ...state,
           data: state.data.replace('"status":"running"', '"status":"RUNNING"'),
         };
-        let code: unknown;
-        try {
-          completeTask(corrupt, TOKEN, null, NOW);
-        } catch (error) {
-          code = isRegistryError(error) && error.code;
-        }
-        expect(code).toBe("SERIALIZATION");
+        expect(codeOf(() => completeTask(corrupt, TOKEN, null, NOW))).toBe("SERIALIZATION");
       }),
       { numRuns: 50 },
     );
   });
 });
+
+/** The RegistryError code `act` throws, if any. */
+function codeOf(act: () => unknown): unknown {
+  try {
+    act();
+  } catch (error) {
+    return isRegistryError(error) && error.code;
+  }
+  return undefined;
+}
