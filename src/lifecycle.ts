@@ -115,12 +115,7 @@ export function claimTask(state: TaskState, lease: Lease, now: number): TaskStat
   // Decoded, not edited as text: the claimer needs the task decoded anyway.
   return withDocument({ ...state, runs: state.runs + 1, lease }, "running", now, (task) => ({
     ...task,
-    checkpoint: changeRun(
-      task.checkpoint,
-      task.kind,
-      { value: { Ok: null }, finishedAt: null, start: true },
-      now,
-    ),
+    checkpoint: changeRun(task.checkpoint, task.kind, RUN_IN_PROGRESS, now),
   }));
 }
 
@@ -225,8 +220,7 @@ export function retryTask(state: TaskState, now: number): TaskState {
     );
   }
   return rewrite({ ...state, runs: 0, runAt: now, cancelRequested: false }, "pending", now, {
-    value: { Ok: null },
-    finishedAt: null,
+    ...RUN_IN_PROGRESS,
     start: false,
   });
 }
@@ -307,6 +301,9 @@ interface RunChange {
   /** Give a task without a checkpoint a new one (else it keeps none). */
   readonly start: boolean;
 }
+
+/** A run that has not ended: no value yet, no end time. */
+const RUN_IN_PROGRESS: RunChange = { value: { Ok: null }, finishedAt: null, start: true };
 
 /**
  * A new status and, with `run`, the checkpoint's value and end time. An undecoded document
