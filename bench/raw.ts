@@ -116,17 +116,13 @@ export function updateSql(template: TaskColumns): string {
   return `update "tasks" set ${columns.map((c) => `"${c}" = ?`).join(", ")} where "id" = ?`;
 }
 
-/** `copyRow`'s values for updateSql: `template` as the row `id` now holds it. */
+/** The values for updateSql: `copyRow(template)` as the row `id` holds it, minus the keys, then `id`. */
 export function updateValues(template: TaskColumns, now: number, id: string): unknown[] {
-  const values: unknown[] = [];
-  for (const [column, value] of Object.entries(template)) {
-    if (column === "id" || column === "created_at") continue;
-    if (column === "data") values.push(template.data.replace(template.id, id));
-    else if (column === "updated_at") values.push(now);
-    else values.push(value);
-  }
-  values.push(id);
-  return values;
+  const columns = Object.keys(template);
+  const values = copyRow(template, now, id as TaskId).filter(
+    (_, i) => columns[i] !== "id" && columns[i] !== "created_at",
+  );
+  return [...values, id];
 }
 
 /**
