@@ -15,32 +15,27 @@ import { openRegistry } from "../../src/open.js";
 import { decodeTask } from "../../src/wire/codec.js";
 import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { tempDbPath } from "../support/backends.js";
-import { spawnScript } from "../support/child.js";
+import { type Exit, killChildren, startScript } from "../support/child.js";
 import type { WorkerConfig, WorkerReport } from "./contention-worker.js";
 
 const WORKER = join(dirname(fileURLToPath(import.meta.url)), "contention-worker.ts");
 
-interface ChildResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stderr: string;
+interface ChildResult extends Exit {
   readonly report: WorkerReport | undefined;
 }
 
 interface RunningChild {
   readonly process: ChildProcessWithoutNullStreams;
   /** Resolves when the child prints `ready`. */
-  readonly ready: Promise<void>;
+  readonly ready: Promise<string>;
   readonly done: Promise<ChildResult>;
 }
 
-const running = new Set<ChildProcessWithoutNullStreams>();
 const tempDirs: string[] = [];
 
 afterEach(() => {
   // A failed or timed-out test must not leave children or files behind.
-  for (const child of running) child.kill("SIGKILL");
-  running.clear();
+  killChildren();
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -52,40 +47,20 @@ function freshDbPath(): string {
 }
 
 function startWorker(config: WorkerConfig): RunningChild {
-  const child = spawnScript(WORKER, config);
-  running.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.on("data", (chunk: string) => {
-      stdout += chunk;
-      if (stdout.split("\n").includes("ready")) resolve();
-    });
-    child.on("exit", () =>
-      reject(new Error(`child ${config.child} exited before ready:\n${stderr}`)),
-    );
-  });
-  const done = new Promise<ChildResult>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      running.delete(child);
-      let report: WorkerReport | undefined;
-      try {
-        report = JSON.parse(readFileSync(config.reportPath, "utf8")) as WorkerReport;
-      } catch {
-        report = undefined;
-      }
-      resolve({ code, signal, stderr, report });
-    });
-  });
+  const child = startScript(WORKER, config);
+  const ready = child.line("ready", 60_000);
+  const done = child.exited.then((exit) => ({ ...exit, report: readReport(config.reportPath) }));
   // Avoid an unhandled rejection when `ready` is not awaited after a clean exit.
   ready.catch(() => undefined);
-  return { process: child, ready, done };
+  return { process: child.process, ready, done };
+}
+
+function readReport(path: string): WorkerReport | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as WorkerReport;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Start every child, wait until all are ready, release them together, wait for all to exit. */

@@ -3,7 +3,6 @@
  * the writing process exits without close(), and after it is SIGKILLed mid-write. Plus
  * `:memory:` and wrapping an application's own better-sqlite3 Database.
  */
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,7 +17,7 @@ import { decodeTask, writeTask } from "../../src/wire/codec.js";
 import type { Json } from "../../src/wire/json.js";
 import type { Crux, Task } from "../../src/wire/schema.js";
 import { tempDbPath } from "../support/backends.js";
-import { spawnScript } from "../support/child.js";
+import { type Exit, killChildren, startScript } from "../support/child.js";
 import { makeCrux } from "../support/crux.js";
 import {
   checkpointsFor,
@@ -226,49 +225,18 @@ describe("persistence on a SQLite file", () => {
   });
 
   describe("a writer process that dies without close()", () => {
-    const running = new Set<ChildProcessWithoutNullStreams>();
-    afterEach(() => {
-      for (const child of running) child.kill("SIGKILL");
-      running.clear();
-    });
+    afterEach(() => killChildren());
 
-    async function runWorker(config: PersistenceWorkerConfig): Promise<{
-      code: number | null;
-      signal: NodeJS.Signals | null;
-      stderr: string;
-    }> {
-      const child = spawnScript(WORKER, config);
-      running.add(child);
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8");
-      child.stderr.setEncoding("utf8");
-      child.stderr.on("data", (chunk: string) => {
-        stderr += chunk;
-      });
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
-        (resolve, reject) => {
-          child.on("error", reject);
-          child.on("close", (code, signal) => {
-            running.delete(child);
-            resolve({ code, signal });
-          });
-        },
-      );
+    async function runWorker(config: PersistenceWorkerConfig): Promise<Exit> {
+      const child = startScript(WORKER, config);
       if (config.mode === "kill") {
-        await new Promise<void>((resolve, reject) => {
-          child.stdout.on("data", (chunk: string) => {
-            stdout += chunk;
-            if (stdout.includes("written\n")) resolve();
-          });
-          exited.then(() => reject(new Error(`worker exited before "written":\n${stderr}`)));
-        });
+        await child.line("written", 60_000);
         // Let it get well into the extra writes, so the kill lands on a busy writer.
         const deadline = Date.now() + 5_000;
         while (Date.now() < deadline && countExtras(config.journalPath) < 25) await sleep(10);
-        child.kill("SIGKILL");
+        child.process.kill("SIGKILL");
       }
-      return { ...(await exited), stderr };
+      return child.exited;
     }
 
     function readJournal(path: string): JournalEntry[] {

@@ -4,7 +4,6 @@
  * is not a hot loop. Timeouts here are generous bounds against hanging, never speed claims;
  * `pollIntervalMs: 60_000` makes sure polling cannot explain a prompt claim.
  */
-import type { ChildProcessWithoutNullStreams } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
@@ -14,7 +13,7 @@ import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { identityHash } from "../../src/wire/hash.js";
 import { BACKENDS, tempDbPath } from "../support/backends.js";
-import { spawnScript } from "../support/child.js";
+import { killChildren, startScript } from "../support/child.js";
 import {
   countingBackend,
   Harness,
@@ -30,71 +29,10 @@ const CHILD = join(dirname(fileURLToPath(import.meta.url)), "wakeup-child.ts");
 const NO_POLLING = 60_000;
 
 const h = new Harness();
-const children = new Set<ChildProcessWithoutNullStreams>();
 afterEach(async () => {
-  for (const child of children) child.kill("SIGKILL");
-  children.clear();
+  killChildren();
   await h.cleanup();
 });
-
-interface Child {
-  readonly process: ChildProcessWithoutNullStreams;
-  /** Resolves with the rest of the first stdout line starting with `prefix `. */
-  line(prefix: string, timeoutMs?: number): Promise<string>;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
-}
-
-function startChild(config: ChildConfig): Child {
-  const child = spawnScript(CHILD, config);
-  children.add(child);
-  let stdout = "";
-  let stderr = "";
-  const listeners = new Set<() => void>();
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
-  child.stdout.on("data", (chunk: string) => {
-    stdout += chunk;
-    for (const check of [...listeners]) check();
-  });
-  child.stderr.on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<{
-    code: number | null;
-    signal: NodeJS.Signals | null;
-    stderr: string;
-  }>((resolve) => {
-    child.on("close", (code, signal) => {
-      children.delete(child);
-      for (const check of [...listeners]) check();
-      resolve({ code, signal, stderr });
-    });
-  });
-  const line = (prefix: string, timeoutMs = 20_000) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const found = stdout.split("\n").find((l) => l === prefix || l.startsWith(`${prefix} `));
-        if (found !== undefined) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve(found.slice(prefix.length).trim());
-        } else if (child.exitCode !== null || child.signalCode !== null) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`child exited without printing "${prefix}"; stderr:\n${stderr}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        listeners.delete(check);
-        reject(
-          new Error(`child printed no "${prefix}" within ${timeoutMs} ms; stderr:\n${stderr}`),
-        );
-      }, timeoutMs);
-      listeners.add(check);
-      check();
-    });
-  return { process: child, line, exited };
-}
 
 describe.each(BACKENDS)("an idle worker on $name", (factory) => {
   it("picks up a task submitted in this process after it went idle", async () => {
@@ -268,7 +206,7 @@ describe("another process on the same SQLite file", () => {
 
     const claimed = nextEvent(registry, "claimed", () => true, 30_000);
     const completed = nextEvent(registry, "completed", () => true, 30_000);
-    const child = startChild({ path, mode: "submit", kind: "job" });
+    const child = startScript(CHILD, { path, mode: "submit", kind: "job" } satisfies ChildConfig);
     const id = await child.line("submitted");
     expect(await child.exited).toMatchObject({ code: 0, signal: null });
     expect((await claimed).id).toBe(id);
@@ -283,13 +221,13 @@ describe("another process on the same SQLite file", () => {
     const registry = h.track(new TaskRegistry(await SqliteBackend.open(path)));
     const id = await registry.submit("job", { n: 1 });
 
-    const child = startChild({
+    const child = startScript(CHILD, {
       path,
       mode: "work",
       kind: "job",
       owner: "child-worker",
       leaseMs: 300,
-    });
+    } satisfies ChildConfig);
     expect(await child.line("steps-done")).toBe(id);
     child.process.kill("SIGKILL");
     expect(await child.exited).toMatchObject({ signal: "SIGKILL" });
