@@ -17,7 +17,7 @@ import { identityHash } from "../../src/wire/hash.js";
 import type { Json } from "../../src/wire/json.js";
 import type { Crux, CruxErr, Step, Task } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
-import { makeCrux } from "../support/crux.js";
+import { makeCrux, stepRecord } from "../support/crux.js";
 import { expectCode, rejection } from "../support/rejection.js";
 
 /** The fake clock's start: a fixed, realistic epoch ms (2030-01-01T00:00:00Z). */
@@ -28,22 +28,12 @@ type Recorded = {
   [E in RegistryEventName]: { name: E; event: RegistryEvents[E] };
 }[RegistryEventName];
 
-/** A finished step as a worker records it at `ordinal`. */
+/** A finished step as a worker records it at `ordinal`, started at `at`. */
 function makeStep(name: string, ordinal: number, output: Json, at: number): Step {
   return {
-    name,
-    kind: "plain",
-    status: "ok",
-    confidence: 1,
+    ...stepRecord(name, identityHash(name, ordinal), output),
     started_at: timestamp(at),
     duration_ms: 5,
-    input_hash: identityHash(name, ordinal),
-    content_hash: null,
-    output,
-    error: null,
-    attempt: 1,
-    events: [],
-    metadata: {},
   };
 }
 

@@ -8,7 +8,6 @@ import type { RegistryBackend } from "../../src/backend/port.js";
 import type { RegistryEventName, RegistryEvents } from "../../src/events.js";
 import { REGISTRY_EVENT_NAMES } from "../../src/events.js";
 import type { TaskRegistry } from "../../src/registry.js";
-import type { Step } from "../../src/wire/schema.js";
 import type { Worker, WorkHandler, WorkOptions } from "../../src/worker/worker.js";
 
 /** The next `name` event matching `predicate`; rejects after `timeoutMs` (a hang guard). */
@@ -188,25 +187,6 @@ export class Harness {
 /** A u64 as the decoder returns it: a number while safe, a bigint above 2^53. */
 export function u64(value: bigint): number | bigint {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
-}
-
-/** A valid step record, for calling recordStep directly. */
-export function stepRecord(name: string, inputHash: bigint, output: Step["output"]): Step {
-  return {
-    name,
-    kind: "plain",
-    status: "ok",
-    confidence: 1,
-    started_at: new Date().toISOString(),
-    duration_ms: 0,
-    input_hash: inputHash,
-    content_hash: null,
-    output,
-    error: null,
-    attempt: 1,
-    events: [],
-    metadata: {},
-  };
 }
 
 export const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3}|\.\d{6}|\.\d{9})?Z$/;

@@ -16,18 +16,9 @@ import type { Step, Task } from "../../src/wire/schema.js";
 import type { WorkContext } from "../../src/worker/context.js";
 import type { WorkHandler } from "../../src/worker/worker.js";
 import { BACKENDS, tempDbPath } from "../support/backends.js";
-import { makeCrux } from "../support/crux.js";
+import { makeCrux, stepRecord } from "../support/crux.js";
 import { rejection } from "../support/rejection.js";
-import {
-  Harness,
-  nextEvent,
-  recordEvents,
-  settled,
-  sleep,
-  stepRecord,
-  TIMESTAMP,
-  u64,
-} from "./helpers.js";
+import { Harness, nextEvent, recordEvents, settled, sleep, TIMESTAMP, u64 } from "./helpers.js";
 
 const h = new Harness();
 afterEach(() => h.cleanup());

@@ -14,15 +14,8 @@ import { TaskRegistry } from "../../src/registry.js";
 import { identityHash } from "../../src/wire/hash.js";
 import { BACKENDS, tempDbPath } from "../support/backends.js";
 import { killChildren, startScript } from "../support/child.js";
-import {
-  countingBackend,
-  Harness,
-  nextEvent,
-  recordEvents,
-  settled,
-  sleep,
-  stepRecord,
-} from "./helpers.js";
+import { stepRecord } from "../support/crux.js";
+import { countingBackend, Harness, nextEvent, recordEvents, settled, sleep } from "./helpers.js";
 import type { ChildConfig } from "./wakeup-child.js";
 
 const CHILD = join(dirname(fileURLToPath(import.meta.url)), "wakeup-child.ts");
