@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { KindFilter } from "./backend/port.js";
 import { ValidationError } from "./errors.js";
 import type { TaskId } from "./ids.js";
+import { checkTimerMs } from "./timers.js";
 import { jsonTextAt, validate } from "./wire/codec.js";
 import type { Json } from "./wire/json.js";
 import { taskIdSchema } from "./wire/schema.js";
@@ -13,13 +14,15 @@ import { taskIdSchema } from "./wire/schema.js";
 export const DEFAULT_LEASE_MS = 30_000;
 export const MIN_LEASE_MS = 100;
 const MAX_KIND_LENGTH = 255;
+/** The last time a Date can hold; `now + delayMs` under it stays an exact integer. */
+const LAST_DATE_MS = 8_640_000_000_000_000;
 
 export const submitOptionsSchema = z
   .strictObject({
-    delayMs: z.number().int().min(0).optional(),
+    delayMs: z.number().int().min(0).max(LAST_DATE_MS).optional(),
     runAt: z
       .union([z.number().int().min(0), z.date().transform((d) => d.getTime())])
-      .pipe(z.number().int().min(0, "expected a time at or after 1970"))
+      .pipe(z.number().int().min(0, "expected a time at or after 1970").max(LAST_DATE_MS))
       .optional(),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
     maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
@@ -73,7 +76,7 @@ export function checkToken(token: unknown): string {
 export function checkLeaseMs(leaseMs: unknown): number {
   return leaseMs === undefined
     ? DEFAULT_LEASE_MS
-    : integerAtLeast(leaseMs, MIN_LEASE_MS, "$.leaseMs");
+    : checkTimerMs(leaseMs, MIN_LEASE_MS, "$.leaseMs");
 }
 
 export function positiveInteger(value: unknown, path: string): number {

@@ -1,3 +1,5 @@
+import { timerDelay } from "./timers.js";
+
 /**
  * A level-triggered wake-up for idle workers: `notify()` before `wait()` is not lost, and one
  * notify releases every waiter. Waiting costs nothing while no one notifies.
@@ -13,7 +15,10 @@ export class Wakeup {
     for (const wake of waiters) wake();
   }
 
-  /** Resolves on the next notify (or at once if one came since the last wait), or after `ms`. */
+  /**
+   * Resolves on the next notify (or at once if one came since the last wait), or after `ms`
+   * (at most 2^31−1: a longer wait ends then, and the caller looks again).
+   */
   wait(ms: number, signal?: AbortSignal): Promise<void> {
     if (this.#notified || signal?.aborted) {
       this.#notified = false;
@@ -27,7 +32,7 @@ export class Wakeup {
         this.#notified = false;
         resolve();
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      const timer = setTimeout(done, timerDelay(ms));
       signal?.addEventListener("abort", done, { once: true });
       this.#waiters.add(done);
     });

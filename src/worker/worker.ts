@@ -11,6 +11,7 @@ import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
 import type { ClaimedTask, TaskRegistry } from "../registry.js";
+import { checkTimerMs } from "../timers.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
@@ -20,6 +21,7 @@ import { REPLAY_MODES, type ReplayMode } from "./replay.js";
 
 export type WorkHandler<I = Json> = (task: Task, ctx: WorkContext<I>) => unknown;
 
+/** Every duration here is in ms, at most 2^31−1 (what Node's timers can wait). */
 export interface WorkOptions {
   /** Tasks run at once. Default 1. */
   readonly concurrency?: number;
@@ -45,8 +47,18 @@ export interface WorkOptions {
 }
 
 export interface StopOptions {
-  /** How long in-flight handlers may take to finish before their leases are released. Default 10 s. */
+  /**
+   * How long in-flight handlers may take to finish before their leases are released.
+   * Default 10 s; at most 2^31−1 ms.
+   */
   readonly timeoutMs?: number;
+}
+
+/** The stop timeout asked for: 10 s by default. */
+export function stopTimeoutMs(options: StopOptions): number {
+  return options.timeoutMs === undefined
+    ? 10_000
+    : checkTimerMs(options.timeoutMs, 0, "$.timeoutMs");
 }
 
 interface WorkerInternals {
@@ -97,16 +109,17 @@ export class Worker {
     this.#internals = internals;
     const option = (value: number | undefined, fallback: number, min: number, name: string) =>
       value === undefined ? fallback : integerAtLeast(value, min, `$.${name}`);
+    const timer = (value: number | undefined, fallback: number, name: string) =>
+      value === undefined ? fallback : checkTimerMs(value, 1, `$.${name}`);
     this.#concurrency = option(options.concurrency, 1, 1, "concurrency");
     this.#leaseMs = checkLeaseMs(options.leaseMs);
-    this.#heartbeatMs = option(
+    this.#heartbeatMs = timer(
       options.heartbeatMs,
       Math.max(1, Math.floor(this.#leaseMs / 3)),
-      1,
       "heartbeatMs",
     );
-    this.#pollIntervalMs = option(options.pollIntervalMs, 1000, 1, "pollIntervalMs");
-    this.#changePollMs = option(options.changePollMs, 5, 1, "changePollMs");
+    this.#pollIntervalMs = timer(options.pollIntervalMs, 1000, "pollIntervalMs");
+    this.#changePollMs = timer(options.changePollMs, 5, "changePollMs");
     this.#replay = options.replay ?? "strict";
     if (!REPLAY_MODES.includes(this.#replay)) {
       throw new ValidationError("$.replay", `expected one of ${REPLAY_MODES.join(", ")}`);
@@ -131,10 +144,12 @@ export class Worker {
 
   /**
    * Stop claiming, let in-flight handlers finish for up to `timeoutMs`, then abort the rest
-   * and release their leases so another worker takes them at once. Idempotent.
+   * and release their leases so another worker takes them at once. Idempotent: a second call
+   * waits for the first, whose timeout holds.
    */
-  stop(options: StopOptions = {}): Promise<void> {
-    this.#stopped ??= this.#shutdown(options.timeoutMs ?? 10_000);
+  async stop(options: StopOptions = {}): Promise<void> {
+    const timeoutMs = stopTimeoutMs(options);
+    this.#stopped ??= this.#shutdown(timeoutMs);
     return this.#stopped;
   }
 
