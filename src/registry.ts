@@ -19,7 +19,7 @@ import {
   submitOptionsSchema,
 } from "./arguments.js";
 import type { Change, Lease, RegistryBackend, TaskRow, TaskState } from "./backend/port.js";
-import { ConflictError, NotFoundError, ValidationError } from "./errors.js";
+import { ClosedError, ConflictError, NotFoundError, ValidationError } from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
@@ -57,7 +57,13 @@ import {
   type Task,
   type TaskStatus,
 } from "./wire/schema.js";
-import { Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";
+import {
+  type StopOptions,
+  stopTimeoutMs,
+  Worker,
+  type WorkHandler,
+  type WorkOptions,
+} from "./worker/worker.js";
 
 export interface RetryBackoff {
   /** Delay before the first retry; each later one doubles it. Default 1 s. */
@@ -164,6 +170,9 @@ export class TaskRegistry {
   readonly #events = new RegistryEventEmitter();
   /** Wakes this process's idle workers when work becomes due here. */
   readonly #wakeup = new Wakeup();
+  /** Workers made by work() and not yet stopped: close() stops them first. */
+  readonly #workers = new Set<Worker>();
+  #closing: Promise<void> | undefined;
 
   constructor(backend: RegistryBackend, options: TaskRegistryOptions = {}) {
     this.#backend = backend;
@@ -447,17 +456,24 @@ export class TaskRegistry {
     return this.#backend.nextWakeAt(checkKinds(kinds), after);
   }
 
-  /** Run `handler` for tasks of `kinds` until the returned worker is stopped. */
+  /**
+   * Run `handler` for tasks of `kinds` until the returned worker is stopped, or the registry
+   * closed. CLOSED once close() was called.
+   */
   work<I = Json>(
     kinds: string | readonly string[],
     handler: WorkHandler<I>,
     options: WorkOptions = {},
   ): Worker {
-    return new Worker(this, checkKinds(kinds), handler as WorkHandler<never>, options, {
+    if (this.#closing !== undefined) throw new ClosedError();
+    const worker = new Worker(this, checkKinds(kinds), handler as WorkHandler<never>, options, {
       backend: this.#backend,
       events: this.#events,
       wakeup: this.#wakeup,
+      stopped: (stopped) => this.#workers.delete(stopped),
     });
+    this.#workers.add(worker);
+    return worker;
   }
 
   /** Subscribe to an in-process event; returns the function that unsubscribes. */
@@ -470,9 +486,17 @@ export class TaskRegistry {
     return this.#now();
   }
 
-  /** Close the backend. */
-  close(): Promise<void> {
-    return this.#backend.close();
+  /**
+   * Stop this registry's running workers, as their stop({ timeoutMs }) does (a worker already
+   * stopping keeps its own timeout), then close the backend. Idempotent.
+   */
+  async close(options: StopOptions = {}): Promise<void> {
+    const timeoutMs = stopTimeoutMs(options);
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#workers].map((worker) => worker.stop({ timeoutMs })));
+      await this.#backend.close();
+    })();
+    return this.#closing;
   }
 
   #newState(request: SubmitRequest, path: string, now: number): TaskState {

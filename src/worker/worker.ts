@@ -65,6 +65,8 @@ interface WorkerInternals {
   readonly backend: RegistryBackend;
   readonly events: RegistryEventEmitter;
   readonly wakeup: Wakeup;
+  /** Told once the worker has stopped. */
+  readonly stopped: (worker: Worker) => void;
 }
 
 interface Run {
@@ -72,6 +74,8 @@ interface Run {
   readonly controller: LazyAbortController;
   /** Given back by stop(): the handler's outcome no longer matters. */
   released: boolean;
+  /** The heartbeat timer, cleared when the run ends or is released. */
+  beat?: NodeJS.Timeout;
   done: Promise<void>;
 }
 
@@ -167,15 +171,36 @@ export class Worker {
     await Promise.all(
       [...this.#runs.values()].map(async (run) => {
         run.released = true;
+        // A handler that ignores its signal may never return: its heartbeat must not keep
+        // the process alive.
+        clearInterval(run.beat);
         run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "the worker stopped" }));
         await this.#registry
           .release(run.claimed.task.id, run.claimed.lease.token)
           .catch((error) => {
-            if (!hasErrorCode(error, "LEASE_LOST")) this.#onError(error);
+            // A closed backend was reported once (#stopIfClosed); the lease expires by itself.
+            if (!hasErrorCode(error, "LEASE_LOST") && !hasErrorCode(error, "CLOSED")) {
+              this.#onError(error);
+            }
           });
       }),
     );
     this.#unsubscribe(); // only now: a run draining above can still be cancelled at once
+    this.#internals.stopped(this);
+  }
+
+  /**
+   * Whether `error` says the backend was closed under the worker (closed directly, not by
+   * the registry's close(), which stops its workers first). Nothing can be written any more:
+   * the worker reports it once and stops at once, instead of retrying forever.
+   */
+  #stopIfClosed(error: unknown): boolean {
+    if (!hasErrorCode(error, "CLOSED")) return false;
+    if (this.#stopped === undefined) {
+      this.#onError(error);
+      void this.stop({ timeoutMs: 0 });
+    }
+    return true;
   }
 
   async #run(): Promise<void> {
@@ -201,6 +226,7 @@ export class Worker {
         await this.#idle(lookedAt, version);
         failures = 0;
       } catch (error) {
+        if (this.#stopIfClosed(error)) break;
         this.#onError(error);
         failures++;
         await this.#local.wait(
@@ -268,7 +294,7 @@ export class Worker {
     const { claimed, controller } = run;
     const { id } = claimed.task;
     const { token } = claimed.lease;
-    const beat = setInterval(() => void this.#heartbeat(run), this.#heartbeatMs);
+    run.beat = setInterval(() => void this.#heartbeat(run), this.#heartbeatMs);
     const ctx = new WorkContext(
       this.#registry,
       this.#internals.events,
@@ -291,7 +317,7 @@ export class Worker {
         if (!hasErrorCode(failError, "LEASE_LOST")) this.#onError(failError);
       }
     } finally {
-      clearInterval(beat);
+      clearInterval(run.beat);
     }
   }
 
@@ -305,7 +331,7 @@ export class Worker {
       if (cancelRequested) cancelRun(run);
     } catch (error) {
       if (hasErrorCode(error, "LEASE_LOST")) run.controller.abort(error);
-      else this.#onError(error);
+      else if (!this.#stopIfClosed(error)) this.#onError(error);
     }
   }
 }
