@@ -89,7 +89,7 @@ export class SqliteBackend implements RegistryBackend {
   /** Puts back the connection settings we changed on an application's own Database. */
   readonly #restoreSettings: () => void;
   readonly #writer: GroupCommit;
-  /** The WAL file, beside the real database file (SQLite follows symlinks); none in memory. */
+  /** The WAL file, beside the real database file; none in memory. */
   readonly #walPath: string | undefined;
   /** In `full` durability on a file we opened: flushes the WAL after commits, off the event loop. */
   readonly #walSync: WalSync | undefined;
@@ -101,13 +101,14 @@ export class SqliteBackend implements RegistryBackend {
 
   private constructor(
     db: Database.Database,
+    file: string | undefined,
     ownsDatabase: boolean,
     busyTimeoutMs: number,
     restoreSettings: () => void,
     fsyncOffThread: boolean,
   ) {
     this.#db = db;
-    this.#walPath = walPathOf(db);
+    this.#walPath = file === undefined ? undefined : `${file}-wal`;
     const walSync = fsyncOffThread && this.#walPath ? new WalSync(this.#walPath) : undefined;
     // No WAL to flush after all: SQLite must fsync in the commit again.
     if (fsyncOffThread && walSync === undefined) db.pragma("synchronous = FULL");
@@ -137,7 +138,7 @@ export class SqliteBackend implements RegistryBackend {
         // A file written this much will keep being written: move its checkpoints off the
         // event loop. (A short-lived registry never pays for the thread.)
         if (++this.#commits === CHECKPOINT_THREAD_AFTER_COMMITS) {
-          this.#checkpointer = BackgroundCheckpointer.start(db);
+          this.#checkpointer = BackgroundCheckpointer.start(db, file);
         }
       },
     });
@@ -165,6 +166,9 @@ export class SqliteBackend implements RegistryBackend {
     } catch (error) {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
+    // Resolved now, before the process can change directory: the WAL watch and fsync and
+    // the checkpoint thread open the file again by this name.
+    const file = databaseFile(db);
     let restoreSettings = () => {};
     let fsyncOffThread = false;
     try {
@@ -187,7 +191,14 @@ export class SqliteBackend implements RegistryBackend {
         fsyncOffThread = offThread && wal;
         if (pending.length > 0) await retryWhileBusy(busyTimeoutMs, () => migrate(db));
       }
-      return new SqliteBackend(db, ownsDatabase, busyTimeoutMs, restoreSettings, fsyncOffThread);
+      return new SqliteBackend(
+        db,
+        file,
+        ownsDatabase,
+        busyTimeoutMs,
+        restoreSettings,
+        fsyncOffThread,
+      );
     } catch (error) {
       if (ownsDatabase) db.close();
       else restoreSettings();
@@ -483,11 +494,14 @@ function fromColumns(row: Columns): TaskState {
   };
 }
 
-/** Where SQLite keeps the database's WAL: beside the real file, symlinks followed. */
-function walPathOf(db: Database.Database): string | undefined {
+/**
+ * The database's file as an absolute path, symlinks followed (SQLite keeps the WAL beside the
+ * real file); none in memory.
+ */
+function databaseFile(db: Database.Database): string | undefined {
   if (db.memory || db.name === "") return undefined;
   try {
-    return `${realpathSync(db.name)}-wal`;
+    return realpathSync(db.name);
   } catch {
     return undefined; // the file is gone (deleted while open): nothing to watch or flush
   }

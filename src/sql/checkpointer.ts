@@ -40,15 +40,22 @@ export class BackgroundCheckpointer {
     this.#db = db;
   }
 
-  /** Start checkpointing `db`'s file from a thread; undefined for in-memory or read-only ones. */
-  static start(db: BetterSqlite3.Database, intervalMs = 50): BackgroundCheckpointer | undefined {
-    // An anonymous temporary database ("") has no path another connection could open.
-    if (db.memory || db.readonly || db.name === "") return undefined;
+  /**
+   * Start checkpointing `db`'s file, at the absolute path `file` (the process may have changed
+   * directory since `db` was opened), from a thread; undefined for in-memory or read-only ones.
+   */
+  static start(
+    db: BetterSqlite3.Database,
+    file: string | undefined,
+    intervalMs = 50,
+  ): BackgroundCheckpointer | undefined {
+    // In memory or an anonymous temporary database (""), no other connection can open it.
+    if (file === undefined || db.readonly) return undefined;
     const checkpointer = new BackgroundCheckpointer(db);
     const driver = createRequire(import.meta.url).resolve("better-sqlite3");
     const worker = new Worker(THREAD, {
       eval: true,
-      workerData: { driver, path: db.name, intervalMs, restartPages: RESTART_PAGES },
+      workerData: { driver, path: file, intervalMs, restartPages: RESTART_PAGES },
     });
     worker.unref(); // checkpoints must never keep a process alive
     worker.once("message", () => {
