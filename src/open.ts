@@ -1,18 +1,16 @@
 import { SqliteBackend, type SqliteBackendOptions } from "./backend/sqlite.js";
-import { TaskRegistry, type TaskRegistryOptions } from "./registry.js";
+import { registrySettings, TaskRegistry, type TaskRegistryOptions } from "./registry.js";
 
 export type OpenRegistryOptions = SqliteBackendOptions & TaskRegistryOptions;
 
-/** A TaskRegistry on a SQLite file (created and migrated if needed) or `:memory:`. */
+/**
+ * A TaskRegistry on a SQLite file (created and migrated if needed) or `:memory:`. Every
+ * option is checked first: bad ones leave no file behind.
+ */
 export async function openRegistry(
   path: string,
   options: OpenRegistryOptions = {},
 ): Promise<TaskRegistry> {
-  const backend = await SqliteBackend.open(path, options);
-  try {
-    return new TaskRegistry(backend, options);
-  } catch (error) {
-    await backend.close();
-    throw error;
-  }
+  registrySettings(options);
+  return new TaskRegistry(await SqliteBackend.open(path, options), options);
 }

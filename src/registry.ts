@@ -176,13 +176,11 @@ export class TaskRegistry {
 
   constructor(backend: RegistryBackend, options: TaskRegistryOptions = {}) {
     this.#backend = backend;
-    this.#casRetries = positiveInteger(options.casRetries ?? 3, "$.casRetries");
-    this.#maxInputBytes = positiveInteger(options.maxInputBytes ?? 1024 * 1024, "$.maxInputBytes");
-    this.#backoff = {
-      baseMs: positiveInteger(options.retryBackoff?.baseMs ?? 1000, "$.retryBackoff.baseMs"),
-      maxMs: positiveInteger(options.retryBackoff?.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
-    };
-    this.#now = options.clock ?? Date.now;
+    const settings = registrySettings(options);
+    this.#casRetries = settings.casRetries;
+    this.#maxInputBytes = settings.maxInputBytes;
+    this.#backoff = settings.backoff;
+    this.#now = settings.clock;
   }
 
   // ── The seed's API ─────────────────────────────────────────────────────────────────
@@ -554,6 +552,36 @@ export class TaskRegistry {
     }
     throw new ConflictError(id);
   }
+}
+
+interface RegistrySettings {
+  readonly casRetries: number;
+  readonly maxInputBytes: number;
+  readonly backoff: RetryBackoff;
+  readonly clock: () => number;
+}
+
+/** The options checked (VALIDATION naming the field), with their defaults. */
+export function registrySettings(options: TaskRegistryOptions): RegistrySettings {
+  if (typeof options !== "object" || options === null) {
+    throw new ValidationError("$", "expected an options object");
+  }
+  const { retryBackoff = {}, clock = Date.now } = options;
+  if (typeof retryBackoff !== "object" || retryBackoff === null) {
+    throw new ValidationError("$.retryBackoff", "expected { baseMs?, maxMs? }");
+  }
+  if (typeof clock !== "function") {
+    throw new ValidationError("$.clock", "expected a function returning epoch ms");
+  }
+  return {
+    casRetries: positiveInteger(options.casRetries ?? 3, "$.casRetries"),
+    maxInputBytes: positiveInteger(options.maxInputBytes ?? 1024 * 1024, "$.maxInputBytes"),
+    backoff: {
+      baseMs: positiveInteger(retryBackoff.baseMs ?? 1000, "$.retryBackoff.baseMs"),
+      maxMs: positiveInteger(retryBackoff.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
+    },
+    clock,
+  };
 }
 
 function toRecord(state: TaskState): TaskRecord {
