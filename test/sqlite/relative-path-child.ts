@@ -12,6 +12,7 @@ import { readFileSync, statSync } from "node:fs";
 import { endianness } from "node:os";
 import { join } from "node:path";
 import { openRegistry } from "../../src/open.js";
+import { scriptConfig } from "../support/child.js";
 
 export interface RelativePathConfig {
   readonly dir: string;
@@ -24,12 +25,9 @@ const PER_BURST = 50;
 const BEFORE_THREAD = 5;
 const STUCK_AFTER_MS = 20_000;
 
-const configText = process.argv[2];
-if (configText === undefined) {
-  process.stderr.write("usage: relative-path-child.ts '<RelativePathConfig JSON>'\n");
-  process.exit(2);
-}
-const config = JSON.parse(configText) as RelativePathConfig;
+const config = scriptConfig<RelativePathConfig>(
+  "relative-path-child.ts '<RelativePathConfig JSON>'",
+);
 process.chdir(config.dir);
 const registry = await openRegistry("registry.db", { durability: "normal" });
 process.chdir(config.elsewhere);

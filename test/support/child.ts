@@ -10,6 +10,16 @@ export function spawnScript(script: string, config: unknown): ChildProcessWithou
   });
 }
 
+/** In a script started by spawnScript: its configuration, or exit 2 with a usage line. */
+export function scriptConfig<T>(usage: string): T {
+  const text = process.argv[2];
+  if (text === undefined) {
+    process.stderr.write(`usage: ${usage}\n`);
+    process.exit(2);
+  }
+  return JSON.parse(text) as T;
+}
+
 export interface Exit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;

@@ -12,6 +12,7 @@
  */
 import { SqliteBackend } from "../../src/backend/sqlite.js";
 import { TaskRegistry } from "../../src/registry.js";
+import { scriptConfig } from "../support/child.js";
 
 export interface ShutdownConfig {
   readonly path: string;
@@ -21,12 +22,7 @@ export interface ShutdownConfig {
 /** Commits past the backend's CHECKPOINT_THREAD_AFTER_COMMITS (200). */
 const COMMITS = 210;
 
-const configText = process.argv[2];
-if (configText === undefined) {
-  process.stderr.write("usage: shutdown-child.ts '<ShutdownConfig JSON>'\n");
-  process.exit(2);
-}
-const config = JSON.parse(configText) as ShutdownConfig;
+const config = scriptConfig<ShutdownConfig>("shutdown-child.ts '<ShutdownConfig JSON>'");
 const backend = await SqliteBackend.open(config.path);
 const registry = new TaskRegistry(backend);
 

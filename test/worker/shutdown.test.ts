@@ -24,9 +24,18 @@ afterEach(async () => {
   await h.cleanup();
 });
 
-/** The child's exit, or undefined if it was still running after EXIT_BOUND_MS. */
-async function exitOnItsOwn(exited: Promise<Exit>): Promise<Exit | undefined> {
-  return Promise.race([exited, sleep(EXIT_BOUND_MS).then(() => undefined)]);
+/**
+ * Run the child until it has closed, and return how it exited: it must exit cleanly by
+ * itself within EXIT_BOUND_MS.
+ */
+async function closeInChild(config: ShutdownConfig): Promise<Exit> {
+  const child = startScript(CHILD, config);
+  await child.line("running", 60_000);
+  await child.line("closed", EXIT_BOUND_MS);
+  const exit = await Promise.race([child.exited, sleep(EXIT_BOUND_MS).then(() => undefined)]);
+  if (exit === undefined) throw new Error("the child was still running: something kept it alive");
+  expect(exit).toMatchObject({ code: 0, signal: null });
+  return exit;
 }
 
 describe("a process whose registry was closed exits by itself", () => {
@@ -34,13 +43,7 @@ describe("a process whose registry was closed exits by itself", () => {
     timeout: 120_000,
   }, async () => {
     const path = tempDbPath();
-    const child = startScript(CHILD, { path, close: "registry" } satisfies ShutdownConfig);
-    await child.line("running", 60_000);
-    await child.line("closed", EXIT_BOUND_MS);
-    const exit = await exitOnItsOwn(child.exited);
-    expect(exit, "the child was still running: something kept it alive").toBeDefined();
-    expect(exit).toMatchObject({ code: 0, signal: null });
-    expect(exit?.stderr).toBe("");
+    expect((await closeInChild({ path, close: "registry" })).stderr).toBe("");
 
     // The three runs were released as stop() does: pending again, no lease, one run used.
     const registry = h.track(await openRegistry(path));
@@ -57,14 +60,8 @@ describe("a process whose registry was closed exits by itself", () => {
   it("a backend closed under its workers stops them, each reporting CLOSED once", {
     timeout: 120_000,
   }, async () => {
-    const path = tempDbPath();
-    const child = startScript(CHILD, { path, close: "backend" } satisfies ShutdownConfig);
-    await child.line("running", 60_000);
-    await child.line("closed", EXIT_BOUND_MS);
-    const exit = await exitOnItsOwn(child.exited);
-    expect(exit, "the child was still running: something kept it alive").toBeDefined();
-    expect(exit).toMatchObject({ code: 0, signal: null });
-    const reports = (exit?.stderr ?? "").split("\n").filter((line) => line !== "");
+    const { stderr } = await closeInChild({ path: tempDbPath(), close: "backend" });
+    const reports = stderr.split("\n").filter((line) => line !== "");
     expect(reports).toHaveLength(3); // one per worker
     for (const report of reports) expect(report).toMatch(/^worker error CLOSED: /);
   });
