@@ -5,7 +5,15 @@
 import { z } from "zod";
 import type { KindFilter } from "./backend/port.js";
 import { ValidationError } from "./errors.js";
-import type { TaskId } from "./ids.js";
+import { MAX_TIME, type TaskId } from "./ids.js";
+import {
+  checkText,
+  DEPTH,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_KIND_LENGTH,
+  MAX_OWNER_LENGTH,
+  MAX_REASON_LENGTH,
+} from "./limits.js";
 import { checkTimerMs } from "./timers.js";
 import { jsonTextAt, validate } from "./wire/codec.js";
 import type { Json } from "./wire/json.js";
@@ -13,7 +21,6 @@ import { taskIdSchema } from "./wire/schema.js";
 
 export const DEFAULT_LEASE_MS = 30_000;
 export const MIN_LEASE_MS = 100;
-const MAX_KIND_LENGTH = 255;
 /** The last time a Date can hold; `now + delayMs` under it stays an exact integer. */
 const LAST_DATE_MS = 8_640_000_000_000_000;
 
@@ -26,7 +33,12 @@ export const submitOptionsSchema = z
       .optional(),
     priority: z.number().int().min(-1_000_000).max(1_000_000).optional(),
     maxAttempts: z.number().int().min(1).max(1_000_000).optional(),
-    idempotencyKey: z.string().min(1).max(1024).optional(),
+    idempotencyKey: z
+      .string()
+      .min(1)
+      .max(MAX_IDEMPOTENCY_KEY_LENGTH)
+      .refine((key) => key.isWellFormed(), "expected a key without lone surrogates")
+      .optional(),
   })
   .refine((o) => o.delayMs === undefined || o.runAt === undefined, {
     message: "give delayMs or runAt, not both",
@@ -38,15 +50,7 @@ export function checkTaskId(id: unknown): TaskId {
 }
 
 export function checkKind(kind: unknown, path = "$.kind"): string {
-  if (
-    typeof kind !== "string" ||
-    kind.length === 0 ||
-    kind.length > MAX_KIND_LENGTH ||
-    !kind.isWellFormed()
-  ) {
-    throw new ValidationError(path, `expected a string of 1 to ${MAX_KIND_LENGTH} characters`);
-  }
-  return kind;
+  return checkText(kind, path, 1, MAX_KIND_LENGTH);
 }
 
 /** A kind, an array of kinds, or `""` / `[]` for every kind. */
@@ -60,10 +64,38 @@ export function checkKinds(kinds: unknown): KindFilter {
 }
 
 export function checkOwner(owner: unknown): string {
-  if (typeof owner !== "string" || owner.length === 0 || owner.length > 255) {
-    throw new ValidationError("$.owner", "expected a string of 1 to 255 characters");
+  return checkText(owner, "$.owner", 1, MAX_OWNER_LENGTH);
+}
+
+/** The reason given to cancel(): stored in the task's CruxErr. */
+export function checkReason(reason: unknown): string {
+  return checkText(reason, "$.reason", 0, MAX_REASON_LENGTH);
+}
+
+/**
+ * The `clock` option, checked each time it is read: an integer epoch ms from 0 to 2^48 − 1
+ * (what a ULID holds), else a ValidationError at `$.clock` before anything is written.
+ */
+export function checkedClock(clock: unknown): () => number {
+  if (typeof clock !== "function") {
+    throw new ValidationError("$.clock", "expected a function returning epoch ms");
   }
-  return owner;
+  return () => {
+    let now: unknown;
+    try {
+      now = clock();
+    } catch (cause) {
+      throw new ValidationError("$.clock", "the clock threw", { cause });
+    }
+    if (typeof now !== "number" || !Number.isSafeInteger(now) || now < 0 || now > MAX_TIME) {
+      const got = typeof now === "number" ? String(now) : typeof now;
+      throw new ValidationError(
+        "$.clock",
+        `expected an integer epoch ms from 0 to 2^48 - 1, got ${got}`,
+      );
+    }
+    return now;
+  };
 }
 
 export function checkToken(token: unknown): string {
@@ -90,15 +122,15 @@ export function integerAtLeast(value: unknown, min: number, path: string): numbe
   return value;
 }
 
-/** The value, checked to be JSON (ValidationError naming the path if not). */
-export function jsonValue(value: unknown, path: string): Json {
-  jsonTextAt(value, path);
+/** The value, checked to be JSON storable `depth` levels deep (ValidationError naming the path if not). */
+export function jsonValue(value: unknown, path: string, depth: number): Json {
+  jsonTextAt(value, path, depth);
   return value as Json;
 }
 
 /** The input's JSON text; ValidationError (naming the path) if it is not JSON or too large. */
 export function encodeInput(input: unknown, maxBytes: number, path: string): string {
-  const text = jsonTextAt(input, path);
+  const text = jsonTextAt(input, path, DEPTH.input);
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) {
     throw new ValidationError(path, `input is ${bytes} bytes, over the limit of ${maxBytes}`);

@@ -25,6 +25,11 @@ export abstract class RegistryError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
+
+  /** For JSON.stringify: name, code, message and the error's own fields (`taskId`, `path`). */
+  toJSON(): { readonly name: string; readonly code: ErrorCode; readonly message: string } {
+    return Object.assign({ name: this.name, code: this.code, message: this.message }, this);
+  }
 }
 
 /** `task not found: {id}` — the seed's NotFound. */
@@ -58,6 +63,19 @@ export class StorageError extends RegistryError {
     super(`storage error: ${detail}`, options);
   }
 }
+
+/** `root` followed by `keys`, as a ValidationError names a path: `$.input.a[1]["a b"]`. */
+export function formatPath(root: string, keys: readonly PropertyKey[]): string {
+  let out = root;
+  for (const key of keys) {
+    if (typeof key === "number") out += `[${key}]`;
+    else if (typeof key === "string" && IDENTIFIER.test(key)) out += `.${key}`;
+    else out += `[${JSON.stringify(String(key))}]`;
+  }
+  return out;
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 /** Bad input from the caller; `path` names the offending field (`$` is the whole value). */
 export class ValidationError extends RegistryError {

@@ -1,10 +1,24 @@
+import { checkCruxErr } from "./wire/codec.js";
+import { jsonView } from "./wire/json.js";
 import type { CruxErr } from "./wire/schema.js";
 
-/** Throw it from a handler or a step to fail the run with a specific CruxErr. */
+/**
+ * Throw it from a handler or a step to fail the run with a specific CruxErr. The CruxErr is
+ * checked here: a malformed one is a ValidationError (path `$.err…`) at construction.
+ */
 export class CruxFailure extends Error {
-  constructor(readonly err: CruxErr) {
-    super(describeCruxErr(err));
+  readonly err: CruxErr;
+
+  constructor(err: CruxErr) {
+    const valid = checkCruxErr(err, "$.err");
+    super(describeCruxErr(valid));
     this.name = "CruxFailure";
+    this.err = valid;
+  }
+
+  /** For JSON.stringify: name, message and the CruxErr, its u64 bigints as decimal strings. */
+  toJSON(): { readonly name: string; readonly message: string; readonly err: unknown } {
+    return { name: this.name, message: this.message, err: jsonView(this.err) };
   }
 }
 

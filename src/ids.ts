@@ -16,7 +16,8 @@ export const CRUX_ID_PATTERN = new RegExp(`^cruxx_${ULID}$`);
 const BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const TIME_DIGITS = 10;
 const RANDOM_DIGITS = 16;
-const MAX_TIME = 2 ** 48 - 1;
+/** The latest time a ULID holds, in epoch ms (year 10889). */
+export const MAX_TIME = 2 ** 48 - 1;
 
 /**
  * ULIDs, monotonic: ids minted in the same millisecond (or while the clock stands behind the

@@ -7,10 +7,12 @@
 import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import {
+  checkedClock,
   checkKind,
   checkKinds,
   checkLeaseMs,
   checkOwner,
+  checkReason,
   checkTaskId,
   checkToken,
   encodeInput,
@@ -36,21 +38,24 @@ import {
   releaseTask,
   retryTask,
 } from "./lifecycle.js";
+import { DEPTH } from "./limits.js";
 import { Wakeup } from "./wakeup.js";
 import {
+  checkCrux,
+  checkCruxErr,
   decodeStoredTask,
   replaceCheckpoint,
   validate,
+  viewTask,
   writeCrux,
   writeStep,
   writeTask,
 } from "./wire/codec.js";
-import { type Json, parseJson } from "./wire/json.js";
+import { type Json, parseJson, withJsonView } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
   cruxErrSchema,
-  cruxSchema,
   type Step,
   stepSchema,
   TASK_STATUSES,
@@ -79,7 +84,10 @@ export interface TaskRegistryOptions {
   readonly maxInputBytes?: number;
   /** Backoff between runs of a failing task (with jitter: each delay is 50–100% of this). */
   readonly retryBackoff?: Partial<RetryBackoff>;
-  /** The clock, in epoch ms. Tests move it to expire leases without sleeping. */
+  /**
+   * The clock, in epoch ms: an integer from 0 to 2^48 − 1, else the operation reading it fails
+   * with VALIDATION at `$.clock`. Tests move it to expire leases without sleeping.
+   */
   readonly clock?: () => number;
 }
 
@@ -213,7 +221,7 @@ export class TaskRegistry {
     const taskId = checkTaskId(id);
     const stored = await this.#backend.get(taskId);
     if (stored === undefined) throw new NotFoundError(taskId);
-    return decodeStoredTask(stored);
+    return viewTask(decodeStoredTask(stored));
   }
 
   /**
@@ -234,9 +242,9 @@ export class TaskRegistry {
   /** Store a snapshot of `crux` as the task's checkpoint and count it in `attempts`. */
   async checkpoint(id: string, crux: Crux): Promise<void> {
     const taskId = checkTaskId(id);
-    const snapshot = validate(cruxSchema, crux, "$.checkpoint");
+    const snapshot = checkCrux(crux, "$.checkpoint", DEPTH.checkpoint);
     // Written once, before any write: this also rejects non-JSON values inside the Crux.
-    const text = writeCrux(snapshot, "$.checkpoint");
+    const text = writeCrux(snapshot, "$.checkpoint", DEPTH.checkpoint);
     await this.#modify(taskId, (stored) => replaceCheckpoint(stored, snapshot, text));
   }
 
@@ -246,7 +254,7 @@ export class TaskRegistry {
     const limit =
       options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
     const documents = await this.#backend.pending(kind, limit);
-    return documents.map(decodeStoredTask);
+    return documents.map((document) => viewTask(decodeStoredTask(document)));
   }
 
   /** The task's checkpoint, or null; a NotFoundError when the task is missing. */
@@ -308,7 +316,7 @@ export class TaskRegistry {
 
   /** Finish the run with `value` (stored as `{"Ok": value}`); LEASE_LOST if not held. */
   async complete(id: string, token: string, value: unknown = null): Promise<void> {
-    const result = jsonValue(value, "$.value");
+    const result = jsonValue(value, "$.value", DEPTH.result);
     const now = this.#now();
     const state = await this.#update(id, (s) => completeTask(s, checkToken(token), result, now));
     this.#events.emit("completed", { id: state.id, kind: state.kind });
@@ -384,6 +392,7 @@ export class TaskRegistry {
    * worker's AbortSignal fires at the next step or heartbeat). False if already finished.
    */
   async cancel(id: string, reason = "cancelled"): Promise<boolean> {
+    checkReason(reason);
     const now = this.#now();
     const seen = { wasRunning: false, changed: false };
     const state = await this.#update(id, (s) => {
@@ -566,12 +575,9 @@ export function registrySettings(options: TaskRegistryOptions): RegistrySettings
   if (typeof options !== "object" || options === null) {
     throw new ValidationError("$", "expected an options object");
   }
-  const { retryBackoff = {}, clock = Date.now } = options;
+  const { retryBackoff = {}, clock } = options;
   if (typeof retryBackoff !== "object" || retryBackoff === null) {
     throw new ValidationError("$.retryBackoff", "expected { baseMs?, maxMs? }");
-  }
-  if (typeof clock !== "function") {
-    throw new ValidationError("$.clock", "expected a function returning epoch ms");
   }
   return {
     casRetries: positiveInteger(options.casRetries ?? 3, "$.casRetries"),
@@ -580,13 +586,13 @@ export function registrySettings(options: TaskRegistryOptions): RegistrySettings
       baseMs: positiveInteger(retryBackoff.baseMs ?? 1000, "$.retryBackoff.baseMs"),
       maxMs: positiveInteger(retryBackoff.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
     },
-    clock,
+    clock: clock === undefined ? Date.now : checkedClock(clock),
   };
 }
 
 function toRecord(state: TaskState): TaskRecord {
   return {
-    task: state.decoded ?? decodeStoredTask(state.data),
+    task: viewTask(state.decoded ?? decodeStoredTask(state.data)),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,
@@ -601,16 +607,30 @@ function toRecord(state: TaskState): TaskRecord {
 }
 
 function decodeStoredCruxErr(text: string): CruxErr {
-  return validate(cruxErrSchema, parseJson(text), "$.lastError");
+  return withJsonView(validate(cruxErrSchema, parseJson(text), "$.lastError"));
 }
 
 /**
- * A CruxErr from what a handler threw or a caller passed: a CruxFailure's; an Error's message
- * (whatever other fields it has); a string; or a CruxErr value, validated.
+ * A CruxErr from what a handler threw or a caller passed: a CruxFailure's (validated again:
+ * `err` can be changed after construction); an Error's message (whatever other fields it
+ * has); a string; or a CruxErr value, validated. A message comes from code the caller may not
+ * control, so it is repaired, not refused: lone surrogates become U+FFFD.
  */
 function toCruxErr(error: unknown): CruxErr {
-  if (error instanceof CruxFailure) return error.err;
-  if (error instanceof Error) return { kind: "step_failed", step: "", message: error.message };
-  if (typeof error === "string") return { kind: "step_failed", step: "", message: error };
-  return validate(cruxErrSchema, error, "$.error");
+  if (error instanceof CruxFailure) return checkCruxErr(error.err, "$.error.err");
+  if (error instanceof Error) return failure(messageOf(error));
+  if (typeof error === "string") return failure(error.toWellFormed());
+  return checkCruxErr(error, "$.error");
+}
+
+function failure(message: string): CruxErr {
+  return withJsonView({ kind: "step_failed", step: "", message });
+}
+
+function messageOf(error: Error): string {
+  try {
+    return String(error.message).toWellFormed();
+  } catch (cause) {
+    throw new ValidationError("$.error.message", "the message cannot be read", { cause });
+  }
 }

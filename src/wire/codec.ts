@@ -5,7 +5,8 @@
  */
 import type { z } from "zod";
 import type { TaskRow } from "../backend/port.js";
-import { RegistryError, SerializationError, ValidationError } from "../errors.js";
+import { formatPath, RegistryError, SerializationError, ValidationError } from "../errors.js";
+import { checkNesting, DEPTH, MAX_DEPTH } from "../limits.js";
 import {
   formatF32,
   formatF64,
@@ -13,11 +14,13 @@ import {
   JsonValueError,
   parseJson,
   stringifyJson,
+  withJsonView,
 } from "./json.js";
 import {
   type Crux,
   type CruxErr,
   type CruxValue,
+  cruxErrSchema,
   cruxSchema,
   type Step,
   type Task,
@@ -30,21 +33,30 @@ const stringText = (text: string): string => JSON.stringify(text);
 
 /** Decode a Task document; a malformed one is a ValidationError naming the bad field's path. */
 export function decodeTask(text: string): Task {
-  return decodeWith(taskSchema, text);
+  return viewTask(decodeWith(taskSchema, text));
 }
 
 /** Decode a Crux document; a malformed one is a ValidationError naming the bad field's path. */
 export function decodeCrux(text: string): Crux {
-  return decodeWith(cruxSchema, text);
+  return withJsonView(decodeWith(cruxSchema, text));
 }
 
-/** Decode a document read from storage: a malformed one is a SerializationError, as in the seed. */
+/** The task, its checkpoint given a `toJSON` too: JSON.stringify writes their u64 bigints as strings. */
+export function viewTask(task: Task): Task {
+  if (task.checkpoint !== null) withJsonView(task.checkpoint);
+  return withJsonView(task);
+}
+
+/**
+ * Decode a document read from storage: a malformed one is a SerializationError, as in the seed.
+ * For internal use: a task handed out goes through viewTask.
+ */
 export function decodeStoredTask(document: unknown): Task {
   if (typeof document !== "string") {
     throw new SerializationError(`the stored document is ${typeof document}, not text`);
   }
   try {
-    return decodeTask(document);
+    return decodeWith(taskSchema, document);
   } catch (error) {
     if (error instanceof RegistryError) {
       throw new SerializationError(error.message, { cause: error });
@@ -78,24 +90,45 @@ export function replaceCheckpoint(
 
 /** Validate a Task value and write it in the Rust crate's exact format. */
 export function encodeTask(task: Task): string {
+  checkNesting(task, 0, "$");
   return writeTask(validate(taskSchema, task));
 }
 
 /** Validate a Crux value and write it in the Rust crate's exact format. */
 export function encodeCrux(crux: Crux): string {
-  return writeCrux(validate(cruxSchema, crux), "$");
+  return writeCrux(checkCrux(crux, "$", 0), "$", 0);
+}
+
+/** A Crux value that can be stored `depth` levels deep in a document, or a ValidationError. */
+export function checkCrux(value: unknown, path: string, depth: number): Crux {
+  // Before zod, whose schema recurses into children: a deep value gets an error, not a stack overflow.
+  checkNesting(value, depth, path);
+  return validate(cruxSchema, value, path);
+}
+
+/** A CruxErr value that can be stored as a run's error, or a ValidationError; see checkCrux. */
+export function checkCruxErr(value: unknown, path: string): CruxErr {
+  checkNesting(value, DEPTH.error, path);
+  return withJsonView(validate(cruxErrSchema, value, path));
 }
 
 /** Check a value against a schema at an API boundary; the error names the bad field. */
 export function validate<S extends z.ZodType>(schema: S, value: unknown, root = "$"): z.output<S> {
-  const result = schema.safeParse(value);
+  let result: z.ZodSafeParseResult<z.output<S>>;
+  try {
+    result = schema.safeParse(value);
+  } catch (error) {
+    // A getter or a Proxy trap of the caller's value threw.
+    throw new ValidationError(root, "the value cannot be read", { cause: error });
+  }
   if (result.success) return result.data;
   const issue = result.error.issues[0];
-  const path = issue ? joinPath(root, issue.path) : root;
+  const path = issue ? formatPath(root, issue.path) : root;
   throw new ValidationError(path, issue?.message ?? "invalid value", { cause: result.error });
 }
 
 function decodeWith<S extends z.ZodType>(schema: S, text: string): z.output<S> {
+  if (typeof text !== "string") throw new ValidationError("$", "expected JSON text (a string)");
   let parsed: unknown;
   try {
     parsed = parseJson(text);
@@ -108,15 +141,16 @@ function decodeWith<S extends z.ZodType>(schema: S, text: string): z.output<S> {
   return validate(schema, parsed);
 }
 
-function joinPath(root: string, path: readonly PropertyKey[]): string {
-  let out = root;
-  for (const key of path) out += typeof key === "number" ? `[${key}]` : `.${String(key)}`;
-  return out;
-}
+/*
+ * The writers below take the value's `depth` in the document being written: how many objects
+ * and arrays enclose it. A value whose nesting would take the document past MAX_DEPTH (which
+ * the parser refuses) is a ValidationError at its path. Each defaults to where the value sits
+ * in a task document.
+ */
 
 /** Write an already-valid Task (internal fast path: no schema pass). */
 export function writeTask(task: Task): string {
-  return writeTaskWithInput(task, jsonTextAt(task.input, "$.input"));
+  return writeTaskWithInput(task, jsonTextAt(task.input, "$.input", DEPTH.input));
 }
 
 /** Write a Task whose input is already JSON text, so a caller that measured it need not re-encode. */
@@ -125,34 +159,49 @@ export function writeTaskWithInput(task: Omit<Task, "input">, inputText: string)
   return `{"id":${stringText(task.id)},"kind":${stringText(task.kind)},"status":"${task.status}","input":${inputText},"checkpoint":${checkpoint},"attempts":${task.attempts}}`;
 }
 
-export function writeCrux(crux: Crux, path: string): string {
-  const steps = crux.steps.map((step, i) => writeStep(step, `${path}.steps[${i}]`)).join(",");
+export function writeCrux(crux: Crux, path: string, depth: number = DEPTH.checkpoint): string {
+  // Its object, and inside it the `steps` and `children` arrays, even when empty.
+  checkLevel(depth + 2, path);
+  const steps = crux.steps
+    .map((step, i) => writeStep(step, `${path}.steps[${i}]`, depth + 2))
+    .join(",");
   const children = crux.children
-    .map((child, i) => writeCrux(child, `${path}.children[${i}]`))
+    .map((child, i) => writeCrux(child, `${path}.children[${i}]`, depth + 2))
     .join(",");
   const finished = crux.finished_at === null ? "null" : stringText(crux.finished_at);
-  return `{"id":${stringText(crux.id)},"agent":${stringText(crux.agent)},"value":${writeCruxValue(crux.value, `${path}.value`)},"steps":[${steps}],"children":[${children}],"started_at":${stringText(crux.started_at)},"finished_at":${finished}}`;
+  return `{"id":${stringText(crux.id)},"agent":${stringText(crux.agent)},"value":${writeCruxValue(crux.value, `${path}.value`, depth + 1)},"steps":[${steps}],"children":[${children}],"started_at":${stringText(crux.started_at)},"finished_at":${finished}}`;
 }
 
-export function writeStep(step: Step, path: string): string {
+export function writeStep(step: Step, path: string, depth: number = DEPTH.step): string {
+  checkLevel(depth + 1, path);
+  const fields = depth + 1;
   const contentHash = step.content_hash === null ? "null" : String(step.content_hash);
-  const output = step.output === null ? "null" : jsonTextAt(step.output, `${path}.output`);
+  const output = step.output === null ? "null" : jsonTextAt(step.output, `${path}.output`, fields);
   const error = step.error === null ? "null" : stringText(step.error);
   let text = `{"name":${stringText(step.name)},"kind":"${step.kind}","status":"${step.status}","confidence":${formatF32(step.confidence)},"started_at":${stringText(step.started_at)},"duration_ms":${step.duration_ms},"input_hash":${step.input_hash},"content_hash":${contentHash},"output":${output},"error":${error},"attempt":${step.attempt}`;
-  if (step.events.length > 0) text += `,"events":${jsonTextAt(step.events, `${path}.events`)}`;
+  if (step.events.length > 0) {
+    text += `,"events":${jsonTextAt(step.events, `${path}.events`, fields)}`;
+  }
   if (Object.keys(step.metadata).length > 0) {
-    text += `,"metadata":${jsonTextAt(step.metadata, `${path}.metadata`)}`;
+    text += `,"metadata":${jsonTextAt(step.metadata, `${path}.metadata`, fields)}`;
   }
   return `${text}}`;
 }
 
-export function writeCruxValue(value: CruxValue, path: string): string {
+export function writeCruxValue(
+  value: CruxValue,
+  path: string,
+  depth: number = DEPTH.checkpoint + 1,
+): string {
+  checkLevel(depth + 1, path);
   return "Ok" in value
-    ? `{"Ok":${jsonTextAt(value.Ok, `${path}.Ok`)}}`
-    : `{"Err":${writeCruxErr(value.Err)}}`;
+    ? `{"Ok":${jsonTextAt(value.Ok, `${path}.Ok`, depth + 1)}}`
+    : `{"Err":${writeCruxErr(value.Err, `${path}.Err`, depth + 1)}}`;
 }
 
-export function writeCruxErr(err: CruxErr): string {
+/** A CruxErr; by default as its own document, the way `last_error` stores it. */
+export function writeCruxErr(err: CruxErr, path = "$", depth = 0): string {
+  checkLevel(depth + 1, path);
   switch (err.kind) {
     case "step_failed":
       return `{"kind":"step_failed","step":${stringText(err.step)},"message":${stringText(err.message)}}`;
@@ -161,7 +210,7 @@ export function writeCruxErr(err: CruxErr): string {
     case "budget_exceeded":
       return `{"kind":"budget_exceeded","budget_kind":"${err.budget_kind}","limit":${err.limit},"actual":${err.actual}}`;
     case "delegation":
-      return `{"kind":"delegation","to":${stringText(err.to)},"source":${writeCruxErr(err.source)}}`;
+      return `{"kind":"delegation","to":${stringText(err.to)},"source":${writeCruxErr(err.source, `${path}.source`, depth + 1)}}`;
     case "cancelled":
       return `{"kind":"cancelled","reason":${stringText(err.reason)}}`;
     case "replay_mismatch":
@@ -171,13 +220,24 @@ export function writeCruxErr(err: CruxErr): string {
   }
 }
 
-/** Serialize an arbitrary JSON position; a non-JSON value is a ValidationError at its path. */
-export function jsonTextAt(value: unknown, path: string): string {
+/** A container at `level` of a document is one the parser reads; else a ValidationError. */
+function checkLevel(level: number, path: string): void {
+  if (level > MAX_DEPTH) throw new ValidationError(path, `nesting deeper than ${MAX_DEPTH}`);
+}
+
+/**
+ * Serialize an arbitrary JSON position, `depth` levels deep in its document; a non-JSON
+ * value is a ValidationError at its path (with the caller's own error as its cause when
+ * reading the value threw).
+ */
+export function jsonTextAt(value: unknown, path: string, depth = 0): string {
   try {
-    return stringifyJson(value);
+    return stringifyJson(value, depth);
   } catch (error) {
     if (error instanceof JsonValueError) {
-      throw new ValidationError(path + error.path.slice(1), error.message, { cause: error });
+      throw new ValidationError(path + error.path.slice(1), error.message, {
+        cause: error.cause ?? error,
+      });
     }
     throw error;
   }

@@ -10,9 +10,17 @@
  * an object whose keys mix both does not keep its source order.
  */
 
+import { formatPath } from "../errors.js";
+import { MAX_DEPTH } from "../limits.js";
+
 /** An f64 whose value is integral (or -0), e.g. `1.0`, `1e21`: kept apart from integers so it prints as Rust wrote it. */
 export class F64 {
   constructor(readonly value: number) {}
+
+  /** JSON.stringify writes the number (`1`, not Rust's `1.0`). */
+  toJSON(): number {
+    return this.value;
+  }
 }
 
 export type Json =
@@ -45,28 +53,64 @@ export class JsonValueError extends Error {
   constructor(
     what: string,
     readonly path: string,
+    options?: { cause?: unknown },
   ) {
-    super(`${what} at ${path}`);
+    super(`${what} at ${path}`, options);
   }
 }
-
-/** Nesting limit for both directions: a clear error instead of a stack overflow. */
-const MAX_DEPTH = 512;
 
 export function parseJson(text: string): Json {
   return new Parser(text).document();
 }
 
-export function stringifyJson(value: unknown): string {
-  const writer = new Writer();
+/**
+ * The value as JSON text. `depth` is how many objects and arrays will enclose the text where
+ * it is stored: a document nests at most MAX_DEPTH levels, as the parser allows.
+ */
+export function stringifyJson(value: unknown, depth = 0): string {
+  const writer = new Writer(MAX_DEPTH - depth);
   try {
     writer.value(value);
   } catch (err) {
-    if (err instanceof ValueFault) throw new JsonValueError(err.message, formatPath(err.path));
-    throw err;
+    const fault = asFault(err);
+    throw new JsonValueError(fault.message, formatPath("$", fault.path), { cause: fault.cause });
   }
   return writer.out;
 }
+
+/**
+ * A copy of a decoded value that JSON.stringify can write: u64/i64 bigints as decimal strings,
+ * F64 as its number. Decoded values are at most MAX_DEPTH deep, so recursion is safe.
+ */
+export function jsonView(value: unknown): unknown {
+  if (typeof value === "bigint") return String(value);
+  if (typeof value !== "object" || value === null) return value;
+  if (value instanceof F64) return value.value;
+  if (Array.isArray(value)) return value.map(jsonView);
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    // defineProperty: plain assignment of "__proto__" would set the prototype.
+    Object.defineProperty(out, key, {
+      value: jsonView((value as Record<string, unknown>)[key]),
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/** `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}. */
+export function withJsonView<T extends object>(value: T): T {
+  return Object.defineProperty(value, "toJSON", TO_JSON);
+}
+
+const TO_JSON: PropertyDescriptor = {
+  value(this: unknown): unknown {
+    return jsonView(this);
+  },
+  configurable: true,
+};
 
 /** Prints like ryu's `format64`, which serde_json uses for every f64. */
 export function formatF64(n: number): string {
@@ -473,15 +517,25 @@ class ValueFault extends Error {
   readonly path: (string | number)[] = [];
 }
 
-function within(segment: string | number, err: unknown): unknown {
-  if (err instanceof ValueFault) err.path.unshift(segment);
-  return err;
+/** The fault `err` is, or one for an error thrown while reading the value (a getter, a Proxy trap). */
+function asFault(err: unknown): ValueFault {
+  if (err instanceof ValueFault) return err;
+  return new ValueFault("the value cannot be read", { cause: err });
+}
+
+function within(segment: string | number, err: unknown): ValueFault {
+  const fault = asFault(err);
+  fault.path.unshift(segment);
+  return fault;
 }
 
 class Writer {
   out = "";
   /** Containers on the current path: a repeat is a cycle. */
   private readonly open: object[] = [];
+
+  /** @param maxNesting how many levels of containers the value may nest. */
+  constructor(private readonly maxNesting: number) {}
 
   value(value: unknown): void {
     switch (typeof value) {
@@ -509,7 +563,9 @@ class Writer {
 
   private container(value: object): void {
     if (this.open.includes(value)) throw new ValueFault("cycle");
-    if (this.open.length >= MAX_DEPTH) throw new ValueFault(`nesting deeper than ${MAX_DEPTH}`);
+    if (this.open.length >= this.maxNesting) {
+      throw new ValueFault(`nesting deeper than ${MAX_DEPTH}`);
+    }
     this.open.push(value);
     if (Array.isArray(value)) this.array(value);
     else this.object(value);
@@ -582,14 +638,4 @@ function f64Text(f: F64): string {
     throw new ValueFault(`F64(${String(f.value)}) is not a JSON number`);
   }
   return formatF64(f.value);
-}
-
-function formatPath(path: readonly (string | number)[]): string {
-  let out = "$";
-  for (const segment of path) {
-    if (typeof segment === "number") out += `[${segment}]`;
-    else if (/^[A-Za-z_$][\w$]*$/.test(segment)) out += `.${segment}`;
-    else out += `[${JSON.stringify(segment)}]`;
-  }
-  return out;
 }

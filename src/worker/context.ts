@@ -109,7 +109,8 @@ export class WorkContext<I = Json> {
     try {
       output = await fn(this.signal);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      // A third-party error's message may hold a lone surrogate: repaired, it can be stored.
+      const message = (error instanceof Error ? error.message : String(error)).toWellFormed();
       await record({ status: "err", output: null, error: message });
       if (error instanceof CruxFailure) throw error;
       throw new CruxFailure({ kind: "step_failed", step: name, message });

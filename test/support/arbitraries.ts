@@ -20,8 +20,8 @@ const key = fc.oneof(
 );
 
 /** Builds an object with own keys only, even for "__proto__". */
-function objectFrom(entries: readonly (readonly [string, Json])[]): Json {
-  const obj: Record<string, Json> = {};
+export function objectFrom<T>(entries: readonly (readonly [string, T])[]): Record<string, T> {
+  const obj: Record<string, T> = {};
   for (const [k, v] of entries) {
     Object.defineProperty(obj, k, {
       value: v,
