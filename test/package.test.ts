@@ -2,8 +2,9 @@
  * The package as a user installs it. npm installs it from git the way it installs any git
  * dependency (clone, install its devDependencies, run `prepare`, pack), into a fresh project
  * that type-checks it under `strict` without skipLibCheck and runs it from ESM and from
- * CommonJS; attw checks the packed types. The working tree, committed into a scratch repo,
- * is what gets installed, so this tests the code as it stands, not the last commit.
+ * CommonJS; then from a folder (linked, built there by `prepare`); attw checks the packed
+ * types. The working tree, committed into a scratch repo, is what gets installed, so this
+ * tests the code as it stands, not the last commit.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import {
@@ -216,20 +217,18 @@ function prebuiltBetterSqlite3(dir: string): string {
 
 /** The working tree's files (tracked, and new ones not ignored), committed into a new repo. */
 function snapshotRepository(repo: string): string {
-  const files = execFileSync(
-    "git",
-    ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-    {
-      cwd: ROOT,
-      encoding: "utf8",
-    },
-  )
+  const listed = execFileSync("git", ["ls-files", "-z", "-c", "-o", "--exclude-standard"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
+  // A worktree may link node_modules in; git does not count a link as an ignored folder.
+  const files = listed
     .split("\0")
-    // A worktree may link node_modules in; git does not count a link as an ignored folder.
     .filter((file) => file !== "" && file !== "node_modules" && existsSync(join(ROOT, file)));
   for (const file of files) cpSync(join(ROOT, file), join(repo, file));
+  const identity = ["-c", "user.name=test", "-c", "user.email=test@example.com"];
   const git = (...args: string[]) =>
-    execFileSync("git", ["-c", "user.name=test", "-c", "user.email=test@example.com", ...args], {
+    execFileSync("git", [...identity, "-c", "commit.gpgsign=false", ...args], {
       cwd: repo,
       stdio: "pipe",
     });
