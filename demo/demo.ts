@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: crash recovery, end to end, in real processes.
  *
- * 1. This process creates a registry file and submits a six-step agent task.
+ * 1. This process creates a fresh registry file, demo-data/registry.db, and submits a six-step
+ *    agent task. The file stays there after the run, for inspection; the next run replaces it.
  * 2. A worker process runs it; after two steps are persisted and the third has started,
  *    this process kills it with SIGKILL.
  * 3. A new worker process starts under the same name, recovers the task at once, replays the
@@ -11,9 +12,8 @@
  *    really ran.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { openRegistry, stringifyJson } from "../src/index.js";
@@ -21,18 +21,21 @@ import { openRegistry, stringifyJson } from "../src/index.js";
 const STEPS = ["plan", "search", "read", "draft", "review", "publish"] as const;
 const KILL_DURING = "read";
 const OWNER = "demo-worker"; // stable across restarts, so the restarted worker may recover at once
+const DATA = fileURLToPath(new URL("../demo-data/", import.meta.url));
 
 const [role, path] = process.argv.slice(2);
 if (role === "worker" && path) await worker(path);
 else await main();
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), "cruxx-demo-"));
-  const path = join(dir, "registry.db");
+  // One place, started afresh each run, so the step counts below are this run's alone.
+  const path = `${DATA}registry.db`;
+  mkdirSync(DATA, { recursive: true });
+  for (const suffix of ["", "-wal", "-shm", ".executions"]) rmSync(path + suffix, { force: true });
   const registry = await openRegistry(path);
   const id = await registry.submit("research", { topic: "durable agents" });
   await registry.close();
-  say("demo", `registry ${path}`);
+  say("demo", `registry ${relative(process.cwd(), path)} (a new file each run)`);
   say("demo", `submitted ${id} (kind research, ${STEPS.length} steps)`);
 
   const first = startWorker(path);
@@ -65,6 +68,7 @@ async function main(): Promise<void> {
     `  result ${stringifyJson(task.checkpoint?.value ?? null)}, completed ${completions}×`,
   );
   await reopened.close();
+  say("demo", `${relative(process.cwd(), path)} stays for inspection (tables tasks, task_steps)`);
 }
 
 async function worker(path: string): Promise<void> {

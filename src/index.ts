@@ -15,6 +15,7 @@ export {
   SqliteBackend,
   type SqliteBackendOptions,
 } from "./backend/sqlite.js";
+export type { BetterSqlite3Database } from "./backend/sqlite-database.js";
 export * from "./errors.js";
 export {
   type Listener,

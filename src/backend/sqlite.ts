@@ -44,6 +44,7 @@ import type {
   TaskRow,
   TaskState,
 } from "./port.js";
+import type { BetterSqlite3Database } from "./sqlite-database.js";
 
 export const DURABILITY_MODES = ["full", "normal"] as const;
 export type Durability = (typeof DURABILITY_MODES)[number];
@@ -152,7 +153,7 @@ export class SqliteBackend implements RegistryBackend {
    * `busy_timeout`, `query_only` and `wal_autocheckpoint` settings.
    */
   static async open(
-    target: string | Database.Database,
+    target: string | BetterSqlite3Database,
     options: SqliteBackendOptions = {},
   ): Promise<SqliteBackend> {
     const { durability, busyTimeoutMs } = validate(backendOptionsSchema, options, "$");
@@ -162,7 +163,7 @@ export class SqliteBackend implements RegistryBackend {
       db =
         typeof target === "string"
           ? new Database(target, { readonly: options.readOnly ?? false, fileMustExist: false })
-          : target;
+          : (target as Database.Database); // its public type names only the part used here
     } catch (error) {
       throw toRegistryError(error, `cannot open ${String(target)}`);
     }
