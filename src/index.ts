@@ -5,6 +5,7 @@ export type {
   KindFilter,
   Lease,
   RegistryBackend,
+  SeedWrite,
   SweepFilter,
   TaskRow,
   TaskState,
@@ -35,6 +36,8 @@ export { type OpenRegistryOptions, openRegistry } from "./open.js";
 export {
   type ClaimedTask,
   type ClaimOptions,
+  type CompleteResult,
+  type FailOptions,
   type FailResult,
   type HeartbeatResult,
   type PendingOptions,

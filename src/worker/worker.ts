@@ -10,7 +10,7 @@ import type { KindFilter, RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
-import type { ClaimedTask, TaskRegistry } from "../registry.js";
+import type { ClaimedTask, ClaimOptions, TaskRegistry } from "../registry.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
@@ -53,6 +53,11 @@ interface WorkerInternals {
   readonly backend: RegistryBackend;
   readonly events: RegistryEventEmitter;
   readonly wakeup: Wakeup;
+  /** claimMany() without its takeover of expired leases: the round's recover() just did that. */
+  readonly claimSwept: (
+    kinds: KindFilter,
+    options: ClaimOptions & { readonly limit: number },
+  ) => Promise<ClaimedTask[]>;
 }
 
 interface Run {
@@ -174,7 +179,7 @@ export class Worker {
         await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
           // Every free slot in one transaction.
-          const claimed = await this.#registry.claimMany(this.#kinds, {
+          const claimed = await this.#internals.claimSwept(this.#kinds, {
             owner: this.owner,
             leaseMs: this.#leaseMs,
             limit: this.#concurrency - this.#runs.size,
