@@ -68,6 +68,6 @@ export {
   type TaskStatus,
   type U64,
 } from "./wire/schema.js";
-export { type StepOptions, WorkContext } from "./worker/context.js";
+export { type StepOptions, type StepValue, WorkContext } from "./worker/context.js";
 export { REPLAY_MODES, type ReplayMode } from "./worker/replay.js";
 export { type StopOptions, Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";

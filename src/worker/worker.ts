@@ -14,9 +14,10 @@ import type { ClaimedTask, ClaimOptions, TaskRegistry } from "../registry.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
-import { WorkContext } from "./context.js";
+import { finalFailure, WorkContext } from "./context.js";
 import { LazyAbortController } from "./lazy-abort.js";
 import { REPLAY_MODES, type ReplayMode } from "./replay.js";
+import { asError } from "./thrown.js";
 
 export type WorkHandler<I = Json> = (task: Task, ctx: WorkContext<I>) => unknown;
 
@@ -271,12 +272,15 @@ export class Worker {
       if (run.released) return;
       await ctx.flush();
       await this.#registry.complete(id, token, value ?? null);
-    } catch (error) {
+    } catch (thrown) {
+      // First of all: any other look at a thrown value (a Proxy, say) could throw again.
+      const error = asError(thrown, "the handler");
       if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
-      const reason = controller.aborted ? controller.reason : error;
+      const final = finalFailure(error);
+      const reason = controller.aborted ? controller.reason : (final ?? error);
       try {
         await ctx.flush();
-        await this.#registry.fail(id, token, reason);
+        await this.#registry.fail(id, token, reason, { final: final !== undefined });
       } catch (failError) {
         if (!hasErrorCode(failError, "LEASE_LOST")) this.#onError(failError);
       }

@@ -425,10 +425,10 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
     ["a function", () => () => 1],
     ["a Date", () => new Date(0)],
   ])(
-    "a step result that is not JSON (%s) fails the run with step_failed naming the step",
+    "a step result that is not JSON (%s) fails the task for good with step_failed naming the step",
     async (_label, make) => {
       const { registry } = await open();
-      const id = await registry.submit("job", null, { maxAttempts: 1 });
+      const id = await registry.submit("job", null, { maxAttempts: 3 });
       const done = settled(registry, id);
       h.work(registry, "job", async (_task, ctx) => {
         await ctx.step("fine", () => 1);
@@ -439,8 +439,9 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
       const record = await registry.inspect(id);
       expect(record.lastError).toMatchObject({ kind: "step_failed", step: "weird" });
       expect(record.lastError?.kind === "step_failed" && record.lastError.message).toMatch(
-        /not JSON/,
+        /^its result cannot be stored: validation error at \$\.step\("weird"\)\.output: /,
       );
+      expect(record.runs).toBe(1);
       expect(record.task.checkpoint?.value).toEqual({ Err: record.lastError });
       expect(h.errors).toEqual([]);
     },
