@@ -8,7 +8,7 @@
  *      │                 │  ├──fail (out of runs, cancelled)──▶ failed ──retry──▶ pending
  *      └──release/expire─┘  └──expire (out of runs)──▶ failed
  *   pending ──cancel──▶ failed      running ──cancel──▶ running, cancelRequested
- *   running, cancelRequested ──complete, fail, release or expire──▶ failed (cancelled)
+ *   running, cancelRequested ──complete, fail, release or expire──▶ failed for good
  */
 import type { Lease, TaskRow, TaskState } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";

@@ -109,7 +109,7 @@ export class WorkContext<I = Json> {
    */
   async step<T>(
     name: string,
-    fn: (signal: AbortSignal) => T & NoInfer<StepReturn<T>>,
+    fn: (signal: AbortSignal) => T & StepReturn<T>,
     options: StepOptions = {},
   ): Promise<Awaited<T>> {
     this.signal.throwIfAborted();
