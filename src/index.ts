@@ -5,6 +5,7 @@ export type {
   KindFilter,
   Lease,
   RegistryBackend,
+  SeedWrite,
   SweepFilter,
   TaskRow,
   TaskState,
@@ -36,6 +37,8 @@ export { type OpenRegistryOptions, openRegistry } from "./open.js";
 export {
   type ClaimedTask,
   type ClaimOptions,
+  type CompleteResult,
+  type FailOptions,
   type FailResult,
   type HeartbeatResult,
   type PendingOptions,
@@ -66,6 +69,6 @@ export {
   type TaskStatus,
   type U64,
 } from "./wire/schema.js";
-export { type StepOptions, WorkContext } from "./worker/context.js";
+export { type StepOptions, type StepValue, WorkContext } from "./worker/context.js";
 export { REPLAY_MODES, type ReplayMode } from "./worker/replay.js";
 export { type StopOptions, Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";

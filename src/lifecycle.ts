@@ -8,6 +8,7 @@
  *      │                 │  ├──fail (out of runs, cancelled)──▶ failed ──retry──▶ pending
  *      └──release/expire─┘  └──expire (out of runs)──▶ failed
  *   pending ──cancel──▶ failed      running ──cancel──▶ running, cancelRequested
+ *   running, cancelRequested ──complete, fail, release or expire──▶ failed for good
  */
 import type { Lease, TaskRow, TaskState } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
@@ -34,6 +35,13 @@ import {
 import { countSteps, editRun } from "./wire/splice.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
+
+/**
+ * Owner of the lease a task gets when the seed's `updateStatus(id, "running")` starts it: no
+ * worker holds it, so the sweep takes the task back when it expires, and cancel() fails it
+ * at once (nobody would notice the request).
+ */
+export const SEED_LEASE_OWNER = "updateStatus";
 
 export interface NewTask {
   readonly id: TaskId;
@@ -71,13 +79,17 @@ export function newTaskState(task: NewTask, now: number): TaskState {
 
 /**
  * The seed's `put`/`cas`: a new document for the task. Scheduling state is kept; a status
- * other than running ends the lease, since nobody may finish the task under it any more.
+ * other than running ends the lease, since nobody may finish the task under it any more. A
+ * task that starts running this way gets `lease` (none without one), so it cannot run
+ * forever; one already running keeps its own. A cancel request belongs to the run it was
+ * made for: a task put back to pending, or to running from another status, has none.
  */
 export function overwriteDocument(
   current: TaskState | undefined,
   id: TaskId,
   row: TaskRow,
   now: number,
+  lease?: Lease,
 ): TaskState {
   if (!row.data.isWellFormed()) {
     // SQLite stores text as UTF-8 and would silently replace a lone surrogate.
@@ -99,10 +111,13 @@ export function overwriteDocument(
     createdAt: now,
     updatedAt: now,
   };
+  const startsRun =
+    row.status === "pending" || (row.status === "running" && base.status !== "running");
   return {
     ...base,
     ...row,
-    lease: row.status === "running" ? base.lease : null,
+    lease: row.status === "running" ? (base.lease ?? lease ?? null) : null,
+    cancelRequested: startsRun ? false : base.cancelRequested,
     updatedAt: now,
   };
 }
@@ -130,29 +145,37 @@ export function heartbeatTask(
   return { ...state, lease: { ...lease, expiresAt: now + leaseMs }, updatedAt: now };
 }
 
-/** Finish the run: `{"Ok": value}`, `finished_at`, status done. */
+/**
+ * Finish the run: `{"Ok": value}`, `finished_at`, status done — unless cancel() was called
+ * for the run: then it is failed with the cancel's error, as if the holder had failed it.
+ */
 export function completeTask(state: TaskState, token: string, value: Json, now: number): TaskState {
   fence(state, token);
+  if (state.cancelRequested) return failTask(state, token, cancellation(state), now, now);
   return finish(state, "done", { Ok: value }, now);
 }
 
 /**
  * A failed run: back to pending at `retryAt` while runs remain, else failed for good (also
- * when the task was cancelled or the error cannot heal by retrying, such as a replay mismatch).
+ * when the task was cancelled, the error cannot heal by retrying, such as a replay mismatch,
+ * or `retryAt` is null: the caller says so).
  */
 export function failTask(
   state: TaskState,
   token: string,
   error: CruxErr,
   now: number,
-  retryAt: number,
+  retryAt: number | null,
 ): TaskState {
   fence(state, token);
   // A run stopped by cancel() ends with the reason given to cancel().
   const cause = state.cancelRequested && error.kind === "cancelled" ? cancellation(state) : error;
   const failed = { ...state, lastError: writeCruxErr(cause) };
   const final =
-    state.cancelRequested || state.runs >= state.maxAttempts || cause.kind === "replay_mismatch";
+    retryAt === null ||
+    state.cancelRequested ||
+    state.runs >= state.maxAttempts ||
+    cause.kind === "replay_mismatch";
   return final
     ? finish(failed, "failed", { Err: cause }, now)
     : rewrite({ ...failed, lease: null, runAt: retryAt }, "pending", now);
@@ -182,21 +205,38 @@ export function releaseTask(state: TaskState, token: string, now: number): TaskS
  * remain, else fail for good.
  */
 export function expireTask(state: TaskState, now: number, force = false): TaskState {
-  if (state.status !== "running" || state.lease === null) return state;
-  if (state.lease.expiresAt > now && !force) return state;
-  const error: CruxErr = state.cancelRequested
-    ? cancellation(state)
-    : {
-        kind: "step_failed",
-        step: "",
-        message: `lease of ${state.lease.owner} ended without the run finishing (run ${state.runs} of ${state.maxAttempts})`,
-      };
-  return failTask(state, state.lease.token, error, now, now);
+  const { lease } = state;
+  if (state.status !== "running" || lease === null) return state;
+  const expired = lease.expiresAt <= now;
+  if (!expired && !force) return state;
+  const error = state.cancelRequested ? cancellation(state) : leaseEnded(state, lease, expired);
+  return failTask(state, lease.token, error, now, now);
 }
 
-/** A pending task never runs; a running one is asked to stop (its worker sees it at the next step). */
+/**
+ * The error of a run that ended because nobody finished it: it says who held the lease, which
+ * run it was, and why it ended, so it reads apart from anything a handler or step throws.
+ */
+function leaseEnded(state: TaskState, lease: Lease, expired: boolean): CruxErr {
+  const run = `run ${state.runs} of ${state.maxAttempts}`;
+  const message = !expired
+    ? `lease taken back: recover() was told that ${lease.owner} is gone, during ${run}`
+    : lease.owner === SEED_LEASE_OWNER
+      ? `lease expired: updateStatus() set the task running and nothing finished it before its lease expired at ${timestamp(lease.expiresAt)}`
+      : `lease expired: ${lease.owner} stopped renewing its lease during ${run} (its worker crashed, was killed or stalled); it expired at ${timestamp(lease.expiresAt)}`;
+  return { kind: "step_failed", step: "", message };
+}
+
+/**
+ * A pending task never runs; a running one is asked to stop (its worker sees it at the next
+ * step) — unless updateStatus() set it running: no worker would see the request, so it is
+ * failed at once.
+ */
 export function cancelTask(state: TaskState, reason: string, now: number): TaskState {
-  if (state.status === "pending") {
+  if (
+    state.status === "pending" ||
+    (state.status === "running" && state.lease?.owner === SEED_LEASE_OWNER)
+  ) {
     return finish(
       { ...state, lastError: writeCruxErr({ kind: "cancelled", reason }) },
       "failed",

@@ -15,12 +15,21 @@ import {
   checkReason,
   checkTaskId,
   checkToken,
+  DEFAULT_LEASE_MS,
   encodeInput,
   jsonValue,
   positiveInteger,
   submitOptionsSchema,
 } from "./arguments.js";
-import type { Change, Lease, RegistryBackend, TaskRow, TaskState } from "./backend/port.js";
+import type {
+  Change,
+  KindFilter,
+  Lease,
+  RegistryBackend,
+  SeedWrite,
+  TaskRow,
+  TaskState,
+} from "./backend/port.js";
 import { ClosedError, ConflictError, NotFoundError, ValidationError } from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
@@ -37,6 +46,7 @@ import {
   recordSteps,
   releaseTask,
   retryTask,
+  SEED_LEASE_OWNER,
 } from "./lifecycle.js";
 import { DEPTH } from "./limits.js";
 import { Wakeup } from "./wakeup.js";
@@ -161,6 +171,22 @@ export interface FailResult {
   readonly runAt: number;
 }
 
+export interface FailOptions {
+  /**
+   * Fail the task for good, whatever runs remain: the error cannot heal by retrying (bad
+   * input, a result that cannot be stored). Default false.
+   */
+  readonly final?: boolean;
+}
+
+/**
+ * How complete() ended the run: `done`; or `failed` with the error stored, when cancel() had
+ * been called for the run (its error is the cancel's: `{ kind: "cancelled", reason }`).
+ */
+export type CompleteResult =
+  | { readonly status: "done" }
+  | { readonly status: "failed"; readonly error: CruxErr };
+
 export interface RecoverOptions {
   /**
    * Also take back tasks leased to this owner whose leases have not yet expired: a worker
@@ -226,16 +252,31 @@ export class TaskRegistry {
 
   /**
    * Set the status (any status may follow any other, as in the seed), with bounded CAS
-   * retries. A status other than running ends the task's lease.
+   * retries. A status other than running ends the task's lease. A task this sets running
+   * (from another status) gets a lease owned by `"updateStatus"` that expires after the
+   * default lease (30 s), so the sweep takes it back like a dead worker's; cancel() fails it
+   * at once. The cancel request of an earlier run is cleared by pending or a new running.
    */
   async updateStatus(id: string, status: TaskStatus): Promise<void> {
     if (!(TASK_STATUSES as readonly unknown[]).includes(status)) {
       throw new ValidationError("$.status", `expected one of ${TASK_STATUSES.join(", ")}`);
     }
-    await this.#modify(checkTaskId(id), (stored) => {
-      const task = { ...decodeStoredTask(stored), status };
-      return { kind: task.kind, status, data: writeTask(task) };
-    });
+    const lease =
+      status === "running"
+        ? (now: number): Lease => ({
+            owner: SEED_LEASE_OWNER,
+            token: randomUUID(),
+            expiresAt: now + DEFAULT_LEASE_MS,
+          })
+        : undefined;
+    await this.#modify(
+      checkTaskId(id),
+      (stored) => {
+        const task = { ...decodeStoredTask(stored), status };
+        return { kind: task.kind, status, data: writeTask(task) };
+      },
+      lease,
+    );
     if (status === "pending") this.#wakeup.notify();
   }
 
@@ -275,6 +316,8 @@ export class TaskRegistry {
   /**
    * Atomically move the best due pending task of `kinds` (`""` or `[]` = any kind) to
    * running under a new lease: higher priority first, then earlier due time, then submit order.
+   * Running tasks of `kinds` whose leases expired are taken back first, as recover() does
+   * (with its `reclaimed` events), so a crashed holder's work comes back without recover().
    */
   async claim(
     kinds: string | readonly string[],
@@ -284,15 +327,30 @@ export class TaskRegistry {
   }
 
   /** Claim up to `limit` tasks in one transaction, each under its own lease; see claim(). */
-  async claimMany(
+  claimMany(
     kinds: string | readonly string[],
     options: ClaimOptions & { readonly limit: number },
   ): Promise<ClaimedTask[]> {
-    const filter = checkKinds(kinds);
+    return this.#claim(checkKinds(kinds), options, true);
+  }
+
+  /** claimMany(); `takeOver: false` skips expired leases, for a caller that just swept them. */
+  async #claim(
+    filter: KindFilter,
+    options: ClaimOptions & { readonly limit: number },
+    takeOver: boolean,
+  ): Promise<ClaimedTask[]> {
     const owner = checkOwner(options.owner);
+    if (owner === SEED_LEASE_OWNER) {
+      throw new ValidationError(
+        "$.owner",
+        `"${SEED_LEASE_OWNER}" is the owner updateStatus() uses`,
+      );
+    }
     const leaseMs = checkLeaseMs(options.leaseMs);
     const limit = positiveInteger(options.limit, "$.limit");
     const now = this.#now();
+    if (takeOver) await this.#reclaim(filter, now);
     const states = await this.#backend.claim(filter, now, limit, (s) =>
       claimTask(s, { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
     );
@@ -314,25 +372,45 @@ export class TaskRegistry {
     return { expiresAt: state.lease?.expiresAt ?? now, cancelRequested: state.cancelRequested };
   }
 
-  /** Finish the run with `value` (stored as `{"Ok": value}`); LEASE_LOST if not held. */
-  async complete(id: string, token: string, value: unknown = null): Promise<void> {
+  /**
+   * Finish the run with `value` (stored as `{"Ok": value}`); LEASE_LOST if not held. If
+   * cancel() was called for the run, it is failed instead, with the cancel's error (and a
+   * `failed` event): the result says which.
+   */
+  async complete(id: string, token: string, value: unknown = null): Promise<CompleteResult> {
     const result = jsonValue(value, "$.value", DEPTH.result);
     const now = this.#now();
     const state = await this.#update(id, (s) => completeTask(s, checkToken(token), result, now));
-    this.#events.emit("completed", { id: state.id, kind: state.kind });
+    if (state.status === "done") {
+      this.#events.emit("completed", { id: state.id, kind: state.kind });
+      return { status: "done" };
+    }
+    return { status: "failed", error: this.#afterFailure(state) };
   }
 
   /**
    * A failed run: pending again after backoff while runs remain, else failed for good with
-   * `{"Err": error}`. `error` is a CruxErr, an Error or a message. LEASE_LOST if not held.
+   * `{"Err": error}` (at once with `{ final: true }`). `error` is a CruxErr, an Error or a
+   * message. LEASE_LOST if not held.
    */
-  async fail(id: string, token: string, error: unknown): Promise<FailResult> {
+  async fail(
+    id: string,
+    token: string,
+    error: unknown,
+    options: FailOptions = {},
+  ): Promise<FailResult> {
     const err = toCruxErr(error);
     const now = this.#now();
     const state = await this.#update(id, (s) =>
-      failTask(s, checkToken(token), err, now, now + this.#retryDelay(s.runs)),
+      failTask(
+        s,
+        checkToken(token),
+        err,
+        now,
+        options.final === true ? null : now + this.#retryDelay(s.runs),
+      ),
     );
-    this.#afterFailure(state, err);
+    this.#afterFailure(state);
     return { status: state.status === "pending" ? "pending" : "failed", runAt: state.runAt };
   }
 
@@ -433,11 +511,18 @@ export class TaskRegistry {
     kinds: string | readonly string[] = [],
     options: RecoverOptions = {},
   ): Promise<TaskRecord[]> {
-    const filter = checkKinds(kinds);
     const owner = options.owner === undefined ? undefined : checkOwner(options.owner);
-    const now = this.#now();
+    const states = await this.#reclaim(checkKinds(kinds), this.#now(), owner);
+    return states.filter((s) => s.status === "pending").map(toRecord);
+  }
+
+  /**
+   * Take back running tasks of `kinds` whose leases expired by `now` (and those leased to
+   * `owner`), emitting `reclaimed` for each; returns their new states.
+   */
+  async #reclaim(kinds: KindFilter, now: number, owner?: string): Promise<TaskState[]> {
     const previous = new Map<TaskId, string>();
-    const states = await this.#backend.sweep(filter, { now, owner }, (s) => {
+    const states = await this.#backend.sweep(kinds, { now, owner }, (s) => {
       if (s.lease) previous.set(s.id, s.lease.owner);
       return expireTask(s, now, s.lease?.owner === owner);
     });
@@ -450,9 +535,8 @@ export class TaskRegistry {
         status,
       });
     }
-    const reclaimed = states.filter((s) => s.status === "pending");
-    if (reclaimed.length > 0) this.#wakeup.notify();
-    return reclaimed.map(toRecord);
+    if (states.some((s) => s.status === "pending")) this.#wakeup.notify();
+    return states;
   }
 
   /** The earliest time after `after` when a task of `kinds` falls due or a lease expires. */
@@ -478,6 +562,8 @@ export class TaskRegistry {
       events: this.#events,
       wakeup: this.#wakeup,
       stopped: (stopped) => this.#workers.delete(stopped),
+      // A worker sweeps expired leases each round just before it claims.
+      claimSwept: (filter, claimOptions) => this.#claim(filter, claimOptions, false),
     });
     this.#workers.add(worker);
     return worker;
@@ -539,25 +625,37 @@ export class TaskRegistry {
     return Math.round(exponential * (0.5 + Math.random() / 2));
   }
 
-  #afterFailure(state: TaskState, error: CruxErr): void {
+  /** Emits `retried` or `failed` with the error as stored (cancel() may have chosen it); returns it. */
+  #afterFailure(state: TaskState): CruxErr {
+    const error = decodeStoredCruxErr(state.lastError as string); // every failed run stores one
     if (state.status === "pending") {
       this.#events.emit("retried", { id: state.id, kind: state.kind, runAt: state.runAt, error });
       this.#wakeup.notify();
     } else {
       this.#events.emit("failed", { id: state.id, kind: state.kind, error });
     }
+    return error;
   }
 
   #update(id: string, change: Change): Promise<TaskState> {
     return this.#backend.update(checkTaskId(id), change);
   }
 
-  /** The seed's read-modify-CAS loop over the stored document, `casRetries` times at most. */
-  async #modify(id: TaskId, change: (stored: string) => TaskRow): Promise<void> {
+  /**
+   * The seed's read-modify-CAS loop over the stored document, `casRetries` times at most;
+   * `lease(now)` is the lease a task that starts running through it gets.
+   */
+  async #modify(
+    id: TaskId,
+    change: (stored: string) => TaskRow,
+    lease?: (now: number) => Lease,
+  ): Promise<void> {
     for (let attempt = 0; attempt < this.#casRetries; attempt++) {
       const stored = await this.#backend.get(id);
       if (stored === undefined) throw new NotFoundError(id);
-      if (await this.#backend.cas(id, stored, change(stored))) return;
+      const now = this.#now();
+      const write: SeedWrite = lease === undefined ? { now } : { now, lease: lease(now) };
+      if (await this.#backend.cas(id, stored, change(stored), write)) return;
     }
     throw new ConflictError(id);
   }

@@ -11,6 +11,7 @@ import type {
   Change,
   KindFilter,
   RegistryBackend,
+  SeedWrite,
   StepRecord,
   SweepFilter,
   TaskRow,
@@ -44,10 +45,10 @@ export class MemoryBackend implements RegistryBackend {
     return this.#sortedIds().filter((id) => id.startsWith(prefix));
   }
 
-  async cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
+  async cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean> {
     const current = this.#read(id);
     if (current?.data !== expected) return false;
-    this.#write(overwriteDocument(current, id, next, Date.now()));
+    this.#write(overwriteDocument(current, id, next, write?.now ?? Date.now(), write?.lease));
     return true;
   }
 

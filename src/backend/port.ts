@@ -61,6 +61,14 @@ export interface AppendResult {
   readonly cancelRequested: boolean;
 }
 
+/** How the registry's seed API writes through `cas`. */
+export interface SeedWrite {
+  /** The registry's clock (epoch ms); without it, the adapter's own. */
+  readonly now: number;
+  /** The lease a task that starts running through this write gets. */
+  readonly lease?: Lease;
+}
+
 /** A pure, synchronous transition; throwing aborts it with nothing written. */
 export type Change = (current: TaskState) => TaskState;
 
@@ -85,9 +93,9 @@ export interface RegistryBackend {
   /**
    * Replace the document only if it equals `expected` exactly; false, with nothing written,
    * when it differs or the task is missing. Compare and write are atomic. A status other
-   * than `running` ends any lease.
+   * than `running` ends any lease; see `overwriteDocument` in lifecycle.ts.
    */
-  cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean>;
+  cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean>;
   /**
    * Documents of `pending` tasks of `kind` (`""` = every kind), oldest first, from an index;
    * at most `limit` (a positive integer) of them when given.

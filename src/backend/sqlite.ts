@@ -39,6 +39,7 @@ import type {
   Change,
   KindFilter,
   RegistryBackend,
+  SeedWrite,
   StepRecord,
   SweepFilter,
   TaskRow,
@@ -233,11 +234,12 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  cas(id: TaskId, expected: string, next: TaskRow): Promise<boolean> {
+  cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean> {
     return this.#transaction("cas", () => {
       const current = this.#read(id);
       if (current?.state.data !== expected) return false;
-      this.#write(overwriteDocument(current.state, id, next, Date.now()), current);
+      const now = write?.now ?? Date.now();
+      this.#write(overwriteDocument(current.state, id, next, now, write?.lease), current);
       return true;
     });
   }

@@ -4,13 +4,56 @@
  * answers from the checkpoint instead of running it again.
  */
 
+import { jsonValue } from "../arguments.js";
+import { hasErrorCode } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
+import { DEPTH } from "../limits.js";
 import type { ClaimedTask, StepResult, TaskRegistry } from "../registry.js";
 import { contentHash, identityHash } from "../wire/hash.js";
-import { type Json, stringifyJson } from "../wire/json.js";
-import type { Step } from "../wire/schema.js";
+import type { Json } from "../wire/json.js";
+import type { CruxErr, Step } from "../wire/schema.js";
 import { ReplayCache, type ReplayMode } from "./replay.js";
+import { asError } from "./thrown.js";
+
+/** What TypeScript says instead of a type a step may not return. */
+type NotJson = "not JSON: a step's result has no functions, methods or symbols";
+
+/**
+ * What TypeScript lets a step return: values with a JSON form, objects typed by interfaces
+ * included (and `unknown`/`any`). A Date, Map, Set, function, symbol or other object with
+ * methods is refused at compile time; what types cannot show (a class instance without
+ * methods, `undefined` inside an object, a bigint beyond u64) is refused when the step runs.
+ */
+export type StepValue<T> = unknown extends T
+  ? T
+  : // biome-ignore lint/suspicious/noConfusingVoidType: a step such as `() => {}` returns void
+    T extends Json | undefined | void
+    ? T
+    : T extends (...args: never) => unknown
+      ? NotJson
+      : T extends object
+        ? { [K in keyof T]: K extends symbol ? NotJson : StepValue<T[K]> }
+        : NotJson;
+
+/** A step function's result, checked as a StepValue (awaited first if it is a promise). */
+type StepReturn<T> = T extends PromiseLike<infer U> ? PromiseLike<StepValue<U>> : StepValue<T>;
+
+/**
+ * Errors thrown because a step's or a handler's result cannot be stored, with the CruxErr that
+ * fails the task: the same result comes back on every run, so no retry can heal it.
+ */
+const unstorable = new WeakMap<object, CruxErr>();
+
+/** Mark `error` (a result's VALIDATION) as failing the task for good with `err`. */
+export function failsForGood(error: object, err: CruxErr): void {
+  unstorable.set(error, err);
+}
+
+/** The CruxErr to fail the task with for good, if `error` was marked by failsForGood. */
+export function finalFailure(error: unknown): CruxErr | undefined {
+  return typeof error === "object" && error !== null ? unstorable.get(error) : undefined;
+}
 
 export interface StepOptions {
   /**
@@ -67,13 +110,14 @@ export class WorkContext<I = Json> {
    * Run `fn` as step `name`: live, persisted before this returns; or, on a resumed run,
    * replayed from the checkpoint without running (and recorded again with `attempt: 0`).
    * Its result must be JSON; `null` or `undefined` is stored as null, which a later replay
-   * treats as not done.
+   * treats as not done. A result that cannot be stored throws a ValidationError naming the
+   * step (`$.step("fetch").output.when`), and the worker fails the task for good.
    */
   async step<T>(
     name: string,
-    fn: (signal: AbortSignal) => T | Promise<T>,
+    fn: (signal: AbortSignal) => T & StepReturn<T>,
     options: StepOptions = {},
-  ): Promise<T> {
+  ): Promise<Awaited<T>> {
     this.signal.throwIfAborted();
     const ordinal = this.#ordinal++;
     const inputHash = identityHash(name, ordinal);
@@ -86,7 +130,7 @@ export class WorkContext<I = Json> {
         replayed: true,
       });
       this.#events.emit("step", { id: this.claimed.task.id, name, ordinal, replayed: true });
-      return cached.output as T;
+      return cached.output as Awaited<T>;
     }
     const startedMs = Date.now();
     const base = {
@@ -105,17 +149,27 @@ export class WorkContext<I = Json> {
         ordinal,
         step: { ...base, ...result, duration_ms: Date.now() - startedMs },
       });
-    let output: T;
+    let output: Awaited<T>;
     try {
       output = await fn(this.signal);
-    } catch (error) {
+    } catch (thrown) {
+      const error = asError(thrown, "the step");
       // A third-party error's message may hold a lone surrogate: repaired, it can be stored.
-      const message = (error instanceof Error ? error.message : String(error)).toWellFormed();
+      const message = error.message.toWellFormed();
       await record({ status: "err", output: null, error: message });
       if (error instanceof CruxFailure) throw error;
       throw new CruxFailure({ kind: "step_failed", step: name, message });
     }
-    await record({ status: "ok", output: storable(name, output), error: null });
+    try {
+      await record({ status: "ok", output: storable(name, output), error: null });
+    } catch (error) {
+      if (!hasErrorCode(error, "VALIDATION")) throw error;
+      const message = `its result cannot be stored: ${error.message}`;
+      failsForGood(error, { kind: "step_failed", step: name, message });
+      // Recorded as failed, so a handler that catches this can go on with its next step.
+      await record({ status: "err", output: null, error: message });
+      throw error;
+    }
     return output;
   }
 
@@ -137,17 +191,9 @@ export class WorkContext<I = Json> {
   }
 }
 
-/** The step's result as stored: JSON, or a step failure naming what is not. */
+/** The step's result as stored: JSON, or a ValidationError whose path names the step. */
 function storable(name: string, output: unknown): Json {
   if (output === undefined || output === null) return null;
-  try {
-    stringifyJson(output);
-  } catch (error) {
-    throw new CruxFailure({
-      kind: "step_failed",
-      step: name,
-      message: `its result is not JSON: ${(error as Error).message}`,
-    });
-  }
-  return output as Json;
+  // A step record is one level inside the steps array; its output one more.
+  return jsonValue(output, `$.step(${JSON.stringify(name)}).output`, DEPTH.step + 1);
 }

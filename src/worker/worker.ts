@@ -10,14 +10,15 @@ import type { KindFilter, RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
-import type { ClaimedTask, TaskRegistry } from "../registry.js";
+import type { ClaimedTask, ClaimOptions, TaskRegistry } from "../registry.js";
 import { checkTimerMs } from "../timers.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
-import { WorkContext } from "./context.js";
+import { failsForGood, finalFailure, WorkContext } from "./context.js";
 import { LazyAbortController } from "./lazy-abort.js";
 import { REPLAY_MODES, type ReplayMode } from "./replay.js";
+import { asError } from "./thrown.js";
 
 export type WorkHandler<I = Json> = (task: Task, ctx: WorkContext<I>) => unknown;
 
@@ -67,6 +68,11 @@ interface WorkerInternals {
   readonly wakeup: Wakeup;
   /** Told once the worker has stopped. */
   readonly stopped: (worker: Worker) => void;
+  /** claimMany() without its takeover of expired leases: the round's recover() just did that. */
+  readonly claimSwept: (
+    kinds: KindFilter,
+    options: ClaimOptions & { readonly limit: number },
+  ) => Promise<ClaimedTask[]>;
 }
 
 interface Run {
@@ -214,7 +220,7 @@ export class Worker {
         await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
           // Every free slot in one transaction.
-          const claimed = await this.#registry.claimMany(this.#kinds, {
+          const claimed = await this.#internals.claimSwept(this.#kinds, {
             owner: this.owner,
             leaseMs: this.#leaseMs,
             limit: this.#concurrency - this.#runs.size,
@@ -306,15 +312,26 @@ export class Worker {
       const value = await this.#handler(claimed.task, ctx as WorkContext<never>);
       if (run.released) return;
       await ctx.flush();
-      await this.#registry.complete(id, token, value ?? null);
-    } catch (error) {
+      await this.#registry.complete(id, token, value ?? null).catch((error: unknown) => {
+        if (hasErrorCode(error, "VALIDATION")) {
+          const message = `the handler's result cannot be stored: ${error.message}`;
+          failsForGood(error, { kind: "step_failed", step: "", message });
+        }
+        throw error;
+      });
+    } catch (thrown) {
+      // First of all: any other look at a thrown value (a Proxy, say) could throw again.
+      const error = asError(thrown, "the handler");
       if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
-      const reason = controller.aborted ? controller.reason : error;
+      const final = finalFailure(error);
+      const reason = controller.aborted ? controller.reason : (final ?? error);
       try {
         await ctx.flush();
-        await this.#registry.fail(id, token, reason);
+        await this.#registry.fail(id, token, reason, { final: final !== undefined });
       } catch (failError) {
-        if (!hasErrorCode(failError, "LEASE_LOST")) this.#onError(failError);
+        if (!hasErrorCode(failError, "LEASE_LOST") && !this.#stopIfClosed(failError)) {
+          this.#onError(failError);
+        }
       }
     } finally {
       clearInterval(run.beat);

@@ -2,9 +2,10 @@
  * Model-based test of the lease and retry state machine on every backend: random sequences
  * of submit, clock moves, claim, heartbeat, complete, fail, release, cancel, retry and recover
  * run against the real registry (with a fake clock) and a small model. The model predicts
- * which task a claim takes and every status, run count, due time and lease; calls with a
- * stale token must be LEASE_LOST and change nothing. After every command, every task is
- * compared with the model.
+ * which expired leases a claim or recover takes back, which task a claim takes, and every
+ * status, run count, due time and lease; a cancelled run that completes ends failed; calls
+ * with a stale token must be LEASE_LOST and change nothing. After every command, every task
+ * is compared with the model.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -108,6 +109,40 @@ function finish(task: ModelTask, status: "done" | "failed"): void {
   task.lease = null;
 }
 
+/**
+ * Take back the running tasks of `kinds` whose leases expired (or are held by `owner`), as
+ * recover() and, before it claims, claim() do: each is pending again, or failed for good when
+ * cancelled or out of runs. Returns the `reclaimed` events they must emit.
+ */
+function reclaim(model: Model, kinds: KindFilter, owner?: string): RegistryEvents["reclaimed"][] {
+  const reclaimed: RegistryEvents["reclaimed"][] = [];
+  for (const task of model.tasks) {
+    const lease = task.lease;
+    if (task.status !== "running" || lease === null || !matches(kinds, task.kind)) continue;
+    if (lease.expiresAt > model.now && lease.owner !== owner) continue;
+    if (task.cancelRequested || task.runs >= task.maxAttempts) {
+      finish(task, "failed");
+    } else {
+      task.status = "pending";
+      task.lease = null;
+      task.runAt = model.now;
+    }
+    reclaimed.push({
+      id: task.id,
+      kind: task.kind,
+      previousOwner: lease.owner,
+      status: task.status === "pending" ? "pending" : "failed",
+    });
+  }
+  return reclaimed;
+}
+
+/** The `reclaimed` events of the last command against those the model expects, in any order. */
+function expectReclaimed(real: Real, expected: RegistryEvents["reclaimed"][]): void {
+  const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : 1);
+  expect([...real.reclaimed].sort(byId)).toEqual([...expected].sort(byId));
+}
+
 /** A refused call: LEASE_LOST, and the stored task is byte for byte as before. */
 async function expectRefused(real: Real, id: TaskId, call: () => Promise<unknown>): Promise<void> {
   const before = await real.registry.inspect(id);
@@ -195,11 +230,15 @@ class Claim implements Command {
   ) {}
   check = (): boolean => true;
   async run(model: Model, real: Real): Promise<void> {
+    // A claim first takes over expired leases of its kinds.
+    const reclaimed = reclaim(model, this.kinds);
     const expected = bestDue(model, this.kinds);
+    real.reclaimed.length = 0;
     const claimed = await real.registry.claim(this.kinds, {
       owner: this.owner,
       leaseMs: this.leaseMs,
     });
+    expectReclaimed(real, reclaimed);
     if (expected === undefined) {
       expect(claimed).toBeNull();
     } else {
@@ -258,11 +297,21 @@ class Complete implements Command {
     const task = pick(model, this.target);
     const token = tokenFor(model, task, this.token);
     if (holds(task, token)) {
-      await real.registry.complete(task.id, token, { run: task.runs });
-      finish(task, "done");
-      expect((await real.registry.get(task.id)).checkpoint?.value).toEqual({
-        Ok: { run: task.runs },
-      });
+      const result = await real.registry.complete(task.id, token, { run: task.runs });
+      if (task.cancelRequested) {
+        // cancel() returned true for this run: it never ends done.
+        const error = { kind: "cancelled", reason: "model" };
+        expect(result).toEqual({ status: "failed", error });
+        finish(task, "failed");
+        expect((await real.registry.get(task.id)).checkpoint?.value).toEqual({ Err: error });
+        expect((await real.registry.inspect(task.id)).lastError).toEqual(error);
+      } else {
+        expect(result).toEqual({ status: "done" });
+        finish(task, "done");
+        expect((await real.registry.get(task.id)).checkpoint?.value).toEqual({
+          Ok: { run: task.runs },
+        });
+      }
     } else {
       await expectRefused(real, task.id, () => real.registry.complete(task.id, token, "late"));
     }
@@ -395,30 +444,10 @@ class Recover implements Command {
     const options = this.owner === undefined ? {} : { owner: this.owner };
     real.reclaimed.length = 0;
     const returned = await real.registry.recover(this.kinds, options);
-    const requeued: TaskId[] = [];
-    const reclaimed: RegistryEvents["reclaimed"][] = [];
-    for (const task of model.tasks) {
-      const lease = task.lease;
-      if (task.status !== "running" || lease === null || !matches(this.kinds, task.kind)) continue;
-      if (lease.expiresAt > model.now && lease.owner !== this.owner) continue;
-      if (task.cancelRequested || task.runs >= task.maxAttempts) {
-        finish(task, "failed");
-      } else {
-        task.status = "pending";
-        task.lease = null;
-        task.runAt = model.now;
-        requeued.push(task.id);
-      }
-      reclaimed.push({
-        id: task.id,
-        kind: task.kind,
-        previousOwner: lease.owner,
-        status: task.status === "pending" ? "pending" : "failed",
-      });
-    }
+    const reclaimed = reclaim(model, this.kinds, this.owner);
+    const requeued = reclaimed.filter((r) => r.status === "pending").map((r) => r.id);
     expect(returned.map((r) => r.task.id).sort()).toEqual(requeued.sort());
-    const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : 1);
-    expect([...real.reclaimed].sort(byId)).toEqual(reclaimed.sort(byId));
+    expectReclaimed(real, reclaimed);
     await expectMatches(model, real);
   }
   toString = (): string =>

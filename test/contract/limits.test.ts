@@ -423,7 +423,7 @@ describe.each(BACKENDS)("a worker's messages with lone surrogates, on $name", (f
     expect(h.errors).toEqual([]);
   });
 
-  it("a step returning a value 509 deep (one past a step output's 508) fails the run and stores no step", async () => {
+  it("a step returning a value 509 deep (one past a step output's 508) fails the task, recorded as a failed step without output", async () => {
     const registry = h.track(new TaskRegistry(await factory.open()));
     const id = await registry.submit("deep", null, { maxAttempts: 1 });
     const ended = settled(registry, id);
@@ -434,7 +434,12 @@ describe.each(BACKENDS)("a worker's messages with lone surrogates, on $name", (f
     expect(await ended).toBe("failed");
     const record = await registry.inspect(id);
     expect(JSON.stringify(record.lastError)).toContain("nesting deeper than 512");
-    expect((await registry.loadCheckpoint(id))?.steps.map((s) => s.output)).toEqual([nested(508)]);
+    const steps = (await registry.loadCheckpoint(id))?.steps ?? [];
+    expect(steps.map((s) => [s.status, s.output])).toEqual([
+      ["ok", nested(508)],
+      ["err", null],
+    ]);
+    expect(steps[1]?.error).toContain("nesting deeper than 512");
     expect(await registry.get(id)).toEqual(record.task);
   });
 });

@@ -3,12 +3,12 @@ import type { RegistryBackend } from "../../src/backend/port.js";
 /** The seed's FailingCasBackend: the first `failures` CAS calls lose without writing. */
 export function failingCas(inner: RegistryBackend, failures: number): RegistryBackend {
   let failuresLeft = failures;
-  const cas: RegistryBackend["cas"] = async (id, expected, next) => {
+  const cas: RegistryBackend["cas"] = async (...args) => {
     if (failuresLeft > 0) {
       failuresLeft--;
       return false;
     }
-    return inner.cas(id, expected, next);
+    return inner.cas(...args);
   };
   return new Proxy(inner, {
     get(target, property) {

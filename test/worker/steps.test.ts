@@ -4,7 +4,7 @@
  * then, on a SQLite file, that appending steps does not rewrite the task document.
  */
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { RegistryBackend } from "../../src/backend/port.js";
 import { SqliteBackend } from "../../src/backend/sqlite.js";
 import { openRegistry } from "../../src/open.js";
@@ -425,10 +425,10 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
     ["a function", () => () => 1],
     ["a Date", () => new Date(0)],
   ])(
-    "a step result that is not JSON (%s) fails the run with step_failed naming the step",
+    "a step result that is not JSON (%s) fails the task for good with step_failed naming the step",
     async (_label, make) => {
       const { registry } = await open();
-      const id = await registry.submit("job", null, { maxAttempts: 1 });
+      const id = await registry.submit("job", null, { maxAttempts: 3 });
       const done = settled(registry, id);
       h.work(registry, "job", async (_task, ctx) => {
         await ctx.step("fine", () => 1);
@@ -439,30 +439,33 @@ describe.each(BACKENDS)("durable steps on $name", (factory) => {
       const record = await registry.inspect(id);
       expect(record.lastError).toMatchObject({ kind: "step_failed", step: "weird" });
       expect(record.lastError?.kind === "step_failed" && record.lastError.message).toMatch(
-        /not JSON/,
+        /^its result cannot be stored: validation error at \$\.step\("weird"\)\.output: /,
       );
+      expect(record.runs).toBe(1);
       expect(record.task.checkpoint?.value).toEqual({ Err: record.lastError });
       expect(h.errors).toEqual([]);
     },
   );
 
-  it("a handler result that is not JSON fails the run with a clear error and the worker carries on", async () => {
+  it("a handler result that is not JSON fails the task for good with a clear error, and the worker carries on", async () => {
     const { registry } = await open();
-    const id = await registry.submit("job", "bad", { maxAttempts: 2 });
-    const retried = nextEvent(registry, "retried", (e) => e.id === id);
-    const done = settled(registry, id);
+    const id = await registry.submit("job", "bad", { maxAttempts: 3 });
+    const retried = vi.fn();
+    registry.on("retried", retried);
+    const failed = nextEvent(registry, "failed", (e) => e.id === id);
     const handler: WorkHandler = async (task) => (task.input === "bad" ? { f: () => 1 } : "good");
     h.work(registry, "job", handler);
 
-    const firstError = (await retried).error;
-    expect(firstError).toMatchObject({ kind: "step_failed" });
-    const message = firstError?.kind === "step_failed" ? firstError.message : "";
-    expect(message).toContain("$.value.f");
+    const { error } = await failed;
+    expect(error).toMatchObject({ kind: "step_failed", step: "" });
+    const message = error.kind === "step_failed" ? error.message : "";
+    expect(message).toMatch(/^the handler's result cannot be stored: .*\$\.value\.f/);
     expect(message).toContain("not a JSON value");
-    expect(await done).toBe("failed");
     const record = await registry.inspect(id);
     expect(record.task.status).toBe("failed");
-    expect(record.lastError).toEqual(firstError);
+    expect(record.runs).toBe(1); // the same result would come back on every run
+    expect(retried).not.toHaveBeenCalled();
+    expect(record.lastError).toEqual(error);
 
     const good = await registry.submit("job", "fine");
     const goodDone = settled(registry, good);
