@@ -129,7 +129,7 @@ export function updateValues(template: TaskColumns, now: number, id: string): un
  * The registry's claim query: the best due pending tasks of a kind from its claim index, each
  * with whether it has appended steps (as the registry reads them).
  */
-export const CLAIM_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "status" = 'pending' and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
+export const CLAIM_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "status" = 'pending' and "quarantined" = 0 and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
 
 /** The registry's read of one task before it completes it. */
 export const READ_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "id" = ?`;

@@ -18,8 +18,16 @@ import {
   positiveInteger,
   submitOptionsSchema,
 } from "./arguments.js";
-import type { Change, Lease, RegistryBackend, TaskRow, TaskState } from "./backend/port.js";
-import { ConflictError, NotFoundError, ValidationError } from "./errors.js";
+import type {
+  Change,
+  Lease,
+  Quarantined,
+  RegistryBackend,
+  StoredDocument,
+  TaskRow,
+  TaskState,
+} from "./backend/port.js";
+import { ConflictError, hasErrorCode, NotFoundError, ValidationError } from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
@@ -38,6 +46,7 @@ import {
 } from "./lifecycle.js";
 import { Wakeup } from "./wakeup.js";
 import {
+  decodeStoredCruxErr,
   decodeStoredTask,
   replaceCheckpoint,
   validate,
@@ -45,7 +54,7 @@ import {
   writeStep,
   writeTask,
 } from "./wire/codec.js";
-import { type Json, parseJson } from "./wire/json.js";
+import type { Json } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
@@ -56,6 +65,7 @@ import {
   TASK_STATUSES,
   type Task,
   type TaskStatus,
+  taskSchema,
 } from "./wire/schema.js";
 import { Worker, type WorkHandler, type WorkOptions } from "./worker/worker.js";
 
@@ -81,6 +91,16 @@ export interface PendingOptions {
   /** At most this many tasks, oldest first. Default: all. */
   readonly limit?: number;
 }
+
+export interface QuarantinedOptions {
+  /** A kind, an array of kinds, or `""` / `[]` (the default) for every kind. */
+  readonly kinds?: string | readonly string[];
+  /** At most this many, in the order they were quarantined. Default: all. */
+  readonly limit?: number;
+}
+
+/** A task taken out of every queue because its stored document or last error does not decode. */
+export type QuarantinedTask = Quarantined;
 
 export interface SubmitOptions {
   /** Not claimed before this many ms from now. */
@@ -206,7 +226,7 @@ export class TaskRegistry {
     const taskId = checkTaskId(id);
     const stored = await this.#backend.get(taskId);
     if (stored === undefined) throw new NotFoundError(taskId);
-    return decodeStoredTask(stored);
+    return decodeStoredTask(stored, taskId);
   }
 
   /**
@@ -217,8 +237,9 @@ export class TaskRegistry {
     if (!(TASK_STATUSES as readonly unknown[]).includes(status)) {
       throw new ValidationError("$.status", `expected one of ${TASK_STATUSES.join(", ")}`);
     }
-    await this.#modify(checkTaskId(id), (stored) => {
-      const task = { ...decodeStoredTask(stored), status };
+    const taskId = checkTaskId(id);
+    await this.#modify(taskId, (stored) => {
+      const task = { ...decodeStoredTask(stored, taskId), status };
       return { kind: task.kind, status, data: writeTask(task) };
     });
     if (status === "pending") this.#wakeup.notify();
@@ -233,13 +254,30 @@ export class TaskRegistry {
     await this.#modify(taskId, (stored) => replaceCheckpoint(stored, snapshot, text));
   }
 
-  /** Pending tasks of `kind` (`""` = every kind), oldest first. */
+  /**
+   * Pending tasks of `kind` (`""` = every kind), oldest first. A task whose document does not
+   * decode is skipped and quarantined; up to `limit` others are still returned.
+   */
   async pending(kind = "", options: PendingOptions = {}): Promise<Task[]> {
     if (typeof kind !== "string") throw new ValidationError("$.kind", "expected a string");
     const limit =
       options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
-    const documents = await this.#backend.pending(kind, limit);
-    return documents.map(decodeStoredTask);
+    for (let wanted = limit; ; ) {
+      const documents = await this.#backend.pending(kind, wanted);
+      const tasks: Task[] = [];
+      for (const document of documents) {
+        try {
+          tasks.push(decodeStoredTask(document.data, document.id));
+        } catch (error) {
+          if (!hasErrorCode(error, "SERIALIZATION")) throw error;
+          await this.#quarantine(document, error.message);
+        }
+      }
+      if (limit === undefined || wanted === undefined || documents.length < wanted) return tasks;
+      if (tasks.length >= limit) return tasks.slice(0, limit);
+      // Skipped ones took places: read again, further (they are gone unless read-only).
+      wanted = limit + (documents.length - tasks.length);
+    }
   }
 
   /** The task's checkpoint, or null; a NotFoundError when the task is missing. */
@@ -278,10 +316,11 @@ export class TaskRegistry {
     const leaseMs = checkLeaseMs(options.leaseMs);
     const limit = positiveInteger(options.limit, "$.limit");
     const now = this.#now();
-    const states = await this.#backend.claim(filter, now, limit, (s) =>
-      claimTask(s, { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
+    const { changed, quarantined } = await this.#backend.claim(filter, now, limit, (s) =>
+      claimTask(decoded(s), { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
     );
-    return states.map((state) => {
+    this.#reportQuarantined(quarantined);
+    return changed.map((state) => {
       this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
       return toRecord(state) as ClaimedTask;
     });
@@ -421,11 +460,12 @@ export class TaskRegistry {
     const owner = options.owner === undefined ? undefined : checkOwner(options.owner);
     const now = this.#now();
     const previous = new Map<TaskId, string>();
-    const states = await this.#backend.sweep(filter, { now, owner }, (s) => {
+    const { changed, quarantined } = await this.#backend.sweep(filter, { now, owner }, (s) => {
       if (s.lease) previous.set(s.id, s.lease.owner);
-      return expireTask(s, now, s.lease?.owner === owner);
+      return expireTask(decoded(s), now, s.lease?.owner === owner);
     });
-    for (const state of states) {
+    this.#reportQuarantined(quarantined);
+    for (const state of changed) {
       const status = state.status === "pending" ? "pending" : "failed";
       this.#events.emit("reclaimed", {
         id: state.id,
@@ -434,9 +474,32 @@ export class TaskRegistry {
         status,
       });
     }
-    const reclaimed = states.filter((s) => s.status === "pending");
+    const reclaimed = changed.filter((s) => s.status === "pending");
     if (reclaimed.length > 0) this.#wakeup.notify();
     return reclaimed.map(toRecord);
+  }
+
+  /** Tasks of `kinds` taken out of every queue because they do not decode, oldest first. */
+  quarantined(options: QuarantinedOptions = {}): Promise<QuarantinedTask[]> {
+    const kinds = checkKinds(options.kinds ?? []);
+    const limit =
+      options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
+    return this.#backend.quarantined(kinds, limit);
+  }
+
+  /**
+   * Give a damaged task a new document and take it out of quarantine, whatever is stored now:
+   * `task` is written as the seed's put writes it (a status other than running ends the
+   * lease; other scheduling state is kept), the last error is cleared, and steps appended
+   * since the old document was written are dropped. Then the task follows its status.
+   */
+  async repair(id: string, task: Task): Promise<void> {
+    const taskId = checkTaskId(id);
+    const next = validate(taskSchema, task, "$.task");
+    if (next.id !== taskId) throw new ValidationError("$.task.id", `expected ${taskId}`);
+    const data = writeTask(next);
+    await this.#backend.repair(taskId, { kind: next.kind, status: next.status, data });
+    if (next.status === "pending") this.#wakeup.notify();
   }
 
   /** The earliest time after `after` when a task of `kinds` falls due or a lease expires. */
@@ -517,6 +580,28 @@ export class TaskRegistry {
     }
   }
 
+  /** Quarantine a pending task that does not decode (as pending() read it), if one still can. */
+  async #quarantine(document: StoredDocument, reason: string): Promise<void> {
+    try {
+      const quarantined = await this.#backend.quarantine(
+        document.id,
+        document.data,
+        reason,
+        this.#now(),
+      );
+      if (quarantined) this.#reportQuarantined([quarantined]);
+    } catch (error) {
+      // A read-only registry cannot write it down: it still skips the task.
+      if (!hasErrorCode(error, "READ_ONLY")) throw error;
+    }
+  }
+
+  #reportQuarantined(tasks: readonly Quarantined[]): void {
+    for (const { id, kind, status, reason } of tasks) {
+      this.#events.emit("quarantined", { id, kind, status, reason });
+    }
+  }
+
   #update(id: string, change: Change): Promise<TaskState> {
     return this.#backend.update(checkTaskId(id), change);
   }
@@ -532,24 +617,30 @@ export class TaskRegistry {
   }
 }
 
+/**
+ * The state with its document decoded, and its last error checked, before a claim or sweep
+ * changes it: a task that does not decode throws its SerializationError there, inside the
+ * batch, and the backend quarantines it instead of failing every other task.
+ */
+function decoded(state: TaskState): TaskState {
+  if (state.lastError !== null) decodeStoredCruxErr(state.lastError, state.id);
+  return state.decoded ? state : { ...state, decoded: decodeStoredTask(state.data, state.id) };
+}
+
 function toRecord(state: TaskState): TaskRecord {
   return {
-    task: state.decoded ?? decodeStoredTask(state.data),
+    task: state.decoded ?? decodeStoredTask(state.data, state.id),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,
     maxAttempts: state.maxAttempts,
     lease: state.lease,
-    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError),
+    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError, state.id),
     cancelRequested: state.cancelRequested,
     idempotencyKey: state.idempotencyKey,
     createdAt: state.createdAt,
     updatedAt: state.updatedAt,
   };
-}
-
-function decodeStoredCruxErr(text: string): CruxErr {
-  return validate(cruxErrSchema, parseJson(text), "$.lastError");
 }
 
 /**

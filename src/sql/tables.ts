@@ -2,6 +2,7 @@
  * The Kysely view of the schema that `migrations/` builds: the single source of truth for
  * every SQL statement the SQL adapters compile. Times are epoch milliseconds.
  */
+import type { Generated } from "kysely";
 import type { TaskStatus } from "../wire/schema.js";
 
 export interface TasksTable {
@@ -29,6 +30,12 @@ export interface TasksTable {
   cancel_requested: number;
   /** Steps inside `data`'s checkpoint; appended ones in task_steps follow them. */
   steps_in_document: number;
+  /** 1 once the document or last error was found not to decode: the row is out of every queue. */
+  quarantined: Generated<number>;
+  /** Why it was quarantined (the decoding error); null unless quarantined. */
+  quarantine_reason: string | null;
+  /** When it was quarantined; null unless quarantined. */
+  quarantined_at: number | null;
 }
 
 /** Steps appended since the task document was last written, spliced into its checkpoint on read. */

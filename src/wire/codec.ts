@@ -18,6 +18,7 @@ import {
   type Crux,
   type CruxErr,
   type CruxValue,
+  cruxErrSchema,
   cruxSchema,
   type Step,
   type Task,
@@ -38,16 +39,36 @@ export function decodeCrux(text: string): Crux {
   return decodeWith(cruxSchema, text);
 }
 
-/** Decode a document read from storage: a malformed one is a SerializationError, as in the seed. */
-export function decodeStoredTask(document: unknown): Task {
-  if (typeof document !== "string") {
-    throw new SerializationError(`the stored document is ${typeof document}, not text`);
+/**
+ * Decode a document read from storage: a malformed one is a SerializationError, as in the
+ * seed, naming the task `id` when given.
+ */
+export function decodeStoredTask(document: unknown, id?: string): Task {
+  return decodeStored(document, id, "document", decodeTask);
+}
+
+/** Decode a task's stored last error (CruxErr JSON); a malformed one is a SerializationError. */
+export function decodeStoredCruxErr(text: unknown, id?: string): CruxErr {
+  return decodeStored(text, id, "last error", (json) =>
+    decodeWith(cruxErrSchema, json, "$.lastError"),
+  );
+}
+
+function decodeStored<T>(
+  text: unknown,
+  id: string | undefined,
+  what: string,
+  decode: (text: string) => T,
+): T {
+  const about = id === undefined ? "" : `task ${id}: `;
+  if (typeof text !== "string") {
+    throw new SerializationError(`${about}the stored ${what} is ${typeof text}, not text`);
   }
   try {
-    return decodeTask(document);
+    return decode(text);
   } catch (error) {
     if (error instanceof RegistryError) {
-      throw new SerializationError(error.message, { cause: error });
+      throw new SerializationError(`${about}${error.message}`, { cause: error });
     }
     throw error;
   }
@@ -95,17 +116,17 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, root = 
   throw new ValidationError(path, issue?.message ?? "invalid value", { cause: result.error });
 }
 
-function decodeWith<S extends z.ZodType>(schema: S, text: string): z.output<S> {
+function decodeWith<S extends z.ZodType>(schema: S, text: string, root = "$"): z.output<S> {
   let parsed: unknown;
   try {
     parsed = parseJson(text);
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
-      throw new ValidationError("$", error.message, { cause: error });
+      throw new ValidationError(root, error.message, { cause: error });
     }
     throw error;
   }
-  return validate(schema, parsed);
+  return validate(schema, parsed, root);
 }
 
 function joinPath(root: string, path: readonly PropertyKey[]): string {
