@@ -273,10 +273,19 @@ export class TaskRegistry {
           await this.#quarantine(document, error.message);
         }
       }
-      if (limit === undefined || wanted === undefined || documents.length < wanted) return tasks;
-      if (tasks.length >= limit) return tasks.slice(0, limit);
-      // Skipped ones took places: read again, further (they are gone unless read-only).
-      wanted = limit + (documents.length - tasks.length);
+      const skipped = documents.length - tasks.length;
+      if (
+        limit === undefined ||
+        wanted === undefined ||
+        skipped === 0 ||
+        documents.length < wanted ||
+        tasks.length >= limit
+      ) {
+        return tasks.slice(0, limit);
+      }
+      // Skipped ones took places in a full page: read again, further (past them if they are
+      // still there, as on a read-only registry).
+      wanted = limit + skipped;
     }
   }
 
