@@ -230,6 +230,22 @@ describe("rows damaged by raw SQL on a SQLite file", () => {
   });
 });
 
+describe("a read-only registry", () => {
+  it("skips a damaged pending task in pending() without writing anything", async () => {
+    const file = tempDbPath();
+    const clock = { now: T0 };
+    const ids = await damagedFile(file, clock);
+    const reader = await openRegistry(file, { readOnly: true, clock: () => clock.now });
+    registries.push(reader);
+    const events: unknown[] = [];
+    reader.on("quarantined", (event) => events.push(event));
+    const listed = await reader.pending("job", { limit: 2 });
+    expect(listed.map((t) => t.id)).toEqual([ids.badLastError, ids.good[0]]);
+    expect(events).toEqual([]);
+    expect(quarantineColumns(file)).toEqual([]);
+  });
+});
+
 describe("the quarantine migration", () => {
   it("upgrades a file made before it: rows kept, none quarantined, indexes without quarantined rows", async () => {
     const file = tempDbPath();
