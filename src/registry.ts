@@ -326,7 +326,7 @@ export class TaskRegistry {
     const limit = positiveInteger(options.limit, "$.limit");
     const now = this.#now();
     const { changed, quarantined } = await this.#backend.claim(filter, now, limit, (s) =>
-      claimTask(decoded(s), { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
+      claimTask(lastErrorChecked(s), { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
     );
     this.#reportQuarantined(quarantined);
     return changed.map((state) => {
@@ -627,13 +627,19 @@ export class TaskRegistry {
 }
 
 /**
- * The state with its document decoded, and its last error checked, before a claim or sweep
- * changes it: a task that does not decode throws its SerializationError there, inside the
- * batch, and the backend quarantines it instead of failing every other task.
+ * The state, its stored last error checked: inside a claim or a sweep, one that does not decode
+ * throws its SerializationError there, and the backend quarantines the task instead of failing
+ * every other one. (claimTask decodes the document itself.)
  */
-function decoded(state: TaskState): TaskState {
+function lastErrorChecked(state: TaskState): TaskState {
   if (state.lastError !== null) decodeStoredCruxErr(state.lastError, state.id);
-  return state.decoded ? state : { ...state, decoded: decodeStoredTask(state.data, state.id) };
+  return state;
+}
+
+/** The same, with the document decoded too: a sweep's transition may edit it only as text. */
+function decoded(state: TaskState): TaskState {
+  const task = state.decoded ?? decodeStoredTask(state.data, state.id);
+  return lastErrorChecked({ ...state, decoded: task });
 }
 
 function toRecord(state: TaskState): TaskRecord {

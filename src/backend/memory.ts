@@ -137,7 +137,7 @@ export class MemoryBackend implements RegistryBackend {
     this.#assertOpen();
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new NotFoundError(id);
-    if (entry.quarantine !== undefined) throw quarantinedError(id, entry.quarantine.reason);
+    if (entry.quarantine !== undefined) throw quarantinedError(id);
     const current = this.#read(id) as TaskState;
     const next = change(current);
     if (next.data !== current.data) return this.#write(next);
@@ -184,7 +184,7 @@ export class MemoryBackend implements RegistryBackend {
     this.#assertOpen();
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new NotFoundError(id);
-    if (entry.quarantine !== undefined) throw quarantinedError(id, entry.quarantine.reason);
+    if (entry.quarantine !== undefined) throw quarantinedError(id);
     fence(entry.state, token);
     const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
     const ordinals = steps.map((step) => step.ordinal);

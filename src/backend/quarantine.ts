@@ -39,9 +39,9 @@ export function changeEach<R>(
 }
 
 /** The refusal to change a quarantined task: its bytes stay as they are until it is repaired. */
-export function quarantinedError(id: TaskId, reason: string | null): SerializationError {
+export function quarantinedError(id: TaskId): SerializationError {
   return new SerializationError(
-    `task ${id} is quarantined (${reason ?? "its stored document does not decode"}); repair() gives it a new document`,
+    `task ${id} is quarantined: its stored document or last error does not decode (quarantined() says why); repair() gives it a new document`,
   );
 }
 
