@@ -1,4 +1,4 @@
-import { type Kysely, sql } from "kysely";
+import { type Kysely, type RawBuilder, sql } from "kysely";
 
 /**
  * Quarantine: a row whose stored document or last error does not decode is flagged, kept byte
@@ -16,15 +16,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema.alterTable("tasks").addColumn("quarantine_reason", "text").execute();
   await db.schema.alterTable("tasks").addColumn("quarantined_at", "bigint").execute();
-  for (const index of INDEXES) {
-    await db.schema.dropIndex(index.name).execute();
-    await db.schema
-      .createIndex(index.name)
-      .on("tasks")
-      .columns(index.columns)
-      .where(sql<boolean>`${statusIs(index.status)} and ${sql.ref("quarantined")} = ${sql.lit(0)}`)
-      .execute();
-  }
+  await rebuildIndexes(
+    db,
+    (status) => sql<boolean>`${statusIs(status)} and ${sql.ref("quarantined")} = ${sql.lit(0)}`,
+  );
   // quarantined(): the quarantined rows, in the order they were quarantined; empty as a rule.
   await db.schema
     .createIndex("tasks_quarantined")
@@ -36,22 +31,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex("tasks_quarantined").execute();
-  for (const index of INDEXES) {
-    await db.schema.dropIndex(index.name).execute();
-    await db.schema
-      .createIndex(index.name)
-      .on("tasks")
-      .columns(index.columns)
-      .where(statusIs(index.status))
-      .execute();
-  }
+  await rebuildIndexes(db, statusIs);
   for (const column of ["quarantined_at", "quarantine_reason", "quarantined"]) {
     await db.schema.alterTable("tasks").dropColumn(column).execute();
   }
 }
 
+type Status = "pending" | "running";
+
 /** The partial indexes of migrations 0001 and 0002 that queue paths search, as they made them. */
-const INDEXES: readonly { name: string; columns: string[]; status: "pending" | "running" }[] = [
+const INDEXES: readonly { name: string; columns: string[]; status: Status }[] = [
   { name: "tasks_pending_kind_id", columns: ["kind", "id"], status: "pending" },
   { name: "tasks_pending_id", columns: ["id"], status: "pending" },
   {
@@ -64,6 +53,22 @@ const INDEXES: readonly { name: string; columns: string[]; status: "pending" | "
   { name: "tasks_lease_expiry", columns: ["lease_expires_at"], status: "running" },
 ];
 
-function statusIs(status: "pending" | "running") {
+/** Each of INDEXES again, over the rows `where(its status)` selects. */
+async function rebuildIndexes(
+  db: Kysely<unknown>,
+  where: (status: Status) => RawBuilder<boolean>,
+): Promise<void> {
+  for (const index of INDEXES) {
+    await db.schema.dropIndex(index.name).execute();
+    await db.schema
+      .createIndex(index.name)
+      .on("tasks")
+      .columns(index.columns)
+      .where(where(index.status))
+      .execute();
+  }
+}
+
+function statusIs(status: Status): RawBuilder<boolean> {
   return sql<boolean>`${sql.ref("status")} = ${sql.lit(status)}`;
 }

@@ -14,6 +14,7 @@ import { TaskRegistry } from "../../src/registry.js";
 import { identityHash } from "../../src/wire/hash.js";
 import { BACKENDS } from "../support/backends.js";
 import { stepRecord } from "../support/crux.js";
+import { drain } from "../support/drain.js";
 import { expectCode, rejection } from "../support/rejection.js";
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -279,23 +280,9 @@ describe.each(BACKENDS)("a row that does not decode, on $name", (factory) => {
     clock.now += 1000;
     const good = ids.filter((id) => !bad.includes(id));
 
-    const errors: unknown[] = [];
-    const done = new Set<string>();
-    const all = new Promise<void>((resolve) => {
-      reg.on("completed", ({ id }) => {
-        done.add(id);
-        if (done.size === good.length) resolve();
-      });
-    });
-    const worker = reg.work("k", async (task) => task.input, {
-      concurrency: 4,
-      pollIntervalMs: 5,
-      onError: (error) => errors.push(error),
-    });
-    await all;
-    await worker.stop();
+    const { completed, errors } = await drain(reg, "k", good.length);
 
-    expect([...done].sort()).toEqual([...good].sort());
+    expect([...completed].sort()).toEqual([...good].sort());
     expect(errors).toEqual([]);
     expect(quarantined.map((e) => e.id).sort()).toEqual([...bad].sort());
     expect((await reg.quarantined()).map((q) => q.id).sort()).toEqual([...bad].sort());

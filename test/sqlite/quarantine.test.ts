@@ -18,21 +18,12 @@ import { TaskRegistry } from "../../src/registry.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from "../../src/sql/tables.js";
 import { writeTask } from "../../src/wire/codec.js";
 import { identityHash } from "../../src/wire/hash.js";
-import { tempDbPath } from "../support/backends.js";
+import { tempDbPath, withDb } from "../support/backends.js";
 import { stepRecord } from "../support/crux.js";
+import { drain } from "../support/drain.js";
 import { rejection } from "../support/rejection.js";
 
 const T0 = Date.UTC(2030, 0, 1);
-
-/** Run `fn` on a connection of our own to `file` (as an operator, or a disk, would). */
-function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(file, { fileMustExist: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
 
 /** Everything stored about a task, byte for byte: its row's document and last error, its steps. */
 function storedBytes(file: string, id: TaskId): unknown {
@@ -138,21 +129,7 @@ describe("rows damaged by raw SQL on a SQLite file", () => {
     clock.now += 1000; // the dead worker's lease has expired; the live one's has not
 
     const { registry, events } = await open(file, clock);
-    const errors: unknown[] = [];
-    const completed = new Set<string>();
-    const drained = new Promise<void>((resolve) => {
-      registry.on("completed", ({ id }) => {
-        completed.add(id);
-        if (completed.size === ids.good.length) resolve();
-      });
-    });
-    const worker = registry.work("job", async (task) => task.input, {
-      concurrency: 4,
-      pollIntervalMs: 5,
-      onError: (error) => errors.push(error),
-    });
-    await drained;
-    await worker.stop();
+    const { completed, errors } = await drain(registry, "job", ids.good.length);
 
     expect([...completed].sort()).toEqual([...ids.good].sort());
     expect(errors).toEqual([]);
