@@ -87,9 +87,9 @@ export interface Quarantined {
 /** What a claim or a sweep did. */
 export interface Batch {
   /** The tasks it changed, as stored. */
-  readonly changed: TaskState[];
+  readonly changed: readonly TaskState[];
   /** The tasks it quarantined instead, their change having thrown a SerializationError. */
-  readonly quarantined: Quarantined[];
+  readonly quarantined: readonly Quarantined[];
 }
 
 /** A stored document and the task it belongs to. */

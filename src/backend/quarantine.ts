@@ -20,22 +20,23 @@ export function changeEach<R>(
   change: (row: R) => TaskState,
   quarantine: (row: R, reason: string) => Quarantined,
 ): Batch {
-  const batch: Batch = { changed: [], quarantined: [] };
-  for (let wanted = limit; wanted > 0; wanted = limit - batch.changed.length) {
+  const changed: TaskState[] = [];
+  const quarantined: Quarantined[] = [];
+  for (let wanted = limit; wanted > 0; wanted = limit - changed.length) {
     const selected = rows(wanted);
-    const quarantinedBefore = batch.quarantined.length;
+    const quarantinedBefore = quarantined.length;
     for (const row of selected) {
       try {
-        batch.changed.push(change(row));
+        changed.push(change(row));
       } catch (error) {
         if (!hasErrorCode(error, "SERIALIZATION")) throw error;
-        batch.quarantined.push(quarantine(row, error.message));
+        quarantined.push(quarantine(row, error.message));
       }
     }
     // Fewer than wanted: there is no more. None quarantined: all wanted are changed.
-    if (selected.length < wanted || batch.quarantined.length === quarantinedBefore) break;
+    if (selected.length < wanted || quarantined.length === quarantinedBefore) break;
   }
-  return batch;
+  return { changed, quarantined };
 }
 
 /** The refusal to change a quarantined task: its bytes stay as they are until it is repaired. */
