@@ -8,11 +8,11 @@ import { type Kysely, type RawBuilder, sql } from "kysely";
  * `= 0` (not `is null`): SQLite then still answers the claim probe from the index alone.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
+  // 0 or 1, written only by the adapter's quarantine and release statements: no CHECK to
+  // evaluate on every insert.
   await db.schema
     .alterTable("tasks")
-    .addColumn("quarantined", "integer", (c) =>
-      c.notNull().defaultTo(0).check(sql`quarantined in (0, 1)`),
-    )
+    .addColumn("quarantined", "integer", (c) => c.notNull().defaultTo(0))
     .execute();
   await db.schema.alterTable("tasks").addColumn("quarantine_reason", "text").execute();
   await db.schema.alterTable("tasks").addColumn("quarantined_at", "bigint").execute();
