@@ -1,74 +1,36 @@
-import { type Kysely, type RawBuilder, sql } from "kysely";
+import { type Kysely, sql } from "kysely";
 
 /**
- * Quarantine: a row whose stored document or last error does not decode is flagged, kept byte
- * for byte, and left out of every queue path. The partial indexes those paths search are
- * rebuilt to hold only rows that are not quarantined, so skipping them costs nothing: a claim
- * still finds the best due task as the first entry of its index. The flag is compared with
- * `= 0` (not `is null`): SQLite then still answers the claim probe from the index alone.
+ * Quarantine: a row whose stored document or last error does not decode is set apart, its
+ * document and last error kept byte for byte. Its `status` column becomes `failed`, which no
+ * queue index holds (they hold pending or running rows), so the queue paths skip it with the
+ * same indexes and statements as before and no work per row; its own status is kept in
+ * `quarantined_status`. A new document (put, cas, repair) releases it.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
-  // 0 or 1, written only by the adapter's quarantine and release statements: no CHECK to
-  // evaluate on every insert.
-  await db.schema
-    .alterTable("tasks")
-    .addColumn("quarantined", "integer", (c) => c.notNull().defaultTo(0))
-    .execute();
-  await db.schema.alterTable("tasks").addColumn("quarantine_reason", "text").execute();
-  await db.schema.alterTable("tasks").addColumn("quarantined_at", "bigint").execute();
-  await rebuildIndexes(
-    db,
-    (status) => sql<boolean>`${statusIs(status)} and ${sql.ref("quarantined")} = ${sql.lit(0)}`,
-  );
+  for (const [name, type] of [
+    ["quarantined_at", "bigint"],
+    ["quarantine_reason", "text"],
+    ["quarantined_status", "text"],
+  ] as const) {
+    await db.schema.alterTable("tasks").addColumn(name, type).execute();
+  }
   // quarantined(): the quarantined rows, in the order they were quarantined; empty as a rule.
   await db.schema
     .createIndex("tasks_quarantined")
     .on("tasks")
     .columns(["quarantined_at", "id"])
-    .where(sql.ref("quarantined"), "=", sql.lit(1))
+    .where(sql.ref("quarantined_at"), "is not", null)
     .execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex("tasks_quarantined").execute();
-  await rebuildIndexes(db, statusIs);
-  for (const column of ["quarantined_at", "quarantine_reason", "quarantined"]) {
+  // Released as they are: each gets its own status back.
+  await sql`update tasks set status = quarantined_status where quarantined_at is not null`.execute(
+    db,
+  );
+  for (const column of ["quarantined_status", "quarantine_reason", "quarantined_at"]) {
     await db.schema.alterTable("tasks").dropColumn(column).execute();
   }
-}
-
-type Status = "pending" | "running";
-
-/** The partial indexes of migrations 0001 and 0002 that queue paths search, as they made them. */
-const INDEXES: readonly { name: string; columns: string[]; status: Status }[] = [
-  { name: "tasks_pending_kind_id", columns: ["kind", "id"], status: "pending" },
-  { name: "tasks_pending_id", columns: ["id"], status: "pending" },
-  {
-    name: "tasks_claim_kind",
-    columns: ["kind", "priority desc", "run_at", "id"],
-    status: "pending",
-  },
-  { name: "tasks_claim_any", columns: ["priority desc", "run_at", "id"], status: "pending" },
-  { name: "tasks_due", columns: ["run_at"], status: "pending" },
-  { name: "tasks_lease_expiry", columns: ["lease_expires_at"], status: "running" },
-];
-
-/** Each of INDEXES again, over the rows `where(its status)` selects. */
-async function rebuildIndexes(
-  db: Kysely<unknown>,
-  where: (status: Status) => RawBuilder<boolean>,
-): Promise<void> {
-  for (const index of INDEXES) {
-    await db.schema.dropIndex(index.name).execute();
-    await db.schema
-      .createIndex(index.name)
-      .on("tasks")
-      .columns(index.columns)
-      .where(where(index.status))
-      .execute();
-  }
-}
-
-function statusIs(status: Status): RawBuilder<boolean> {
-  return sql<boolean>`${sql.ref("status")} = ${sql.lit(status)}`;
 }

@@ -2,7 +2,6 @@
  * The Kysely view of the schema that `migrations/` builds: the single source of truth for
  * every SQL statement the SQL adapters compile. Times are epoch milliseconds.
  */
-import type { Generated } from "kysely";
 import type { TaskStatus } from "../wire/schema.js";
 
 export interface TasksTable {
@@ -30,12 +29,15 @@ export interface TasksTable {
   cancel_requested: number;
   /** Steps inside `data`'s checkpoint; appended ones in task_steps follow them. */
   steps_in_document: number;
-  /** 1 once the document or last error was found not to decode: the row is out of every queue. */
-  quarantined: Generated<number>;
+  /**
+   * When the document or last error was found not to decode; null unless quarantined. A
+   * quarantined row's `status` is `failed`, so no queue index holds it.
+   */
+  quarantined_at: number | null;
   /** Why it was quarantined (the decoding error); null unless quarantined. */
   quarantine_reason: string | null;
-  /** When it was quarantined; null unless quarantined. */
-  quarantined_at: number | null;
+  /** The status it had when quarantined (its document's, as far as the columns knew). */
+  quarantined_status: TaskStatus | null;
 }
 
 /** Steps appended since the task document was last written, spliced into its checkpoint on read. */
