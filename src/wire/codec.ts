@@ -60,18 +60,21 @@ function decodeStored<T>(
   what: string,
   decode: (text: string) => T,
 ): T {
-  const about = () => (id === undefined ? "" : `task ${id}: `);
   if (typeof text !== "string") {
-    throw new SerializationError(`${about()}the stored ${what} is ${typeof text}, not text`);
+    throw new SerializationError(`${about(id)}the stored ${what} is ${typeof text}, not text`);
   }
   try {
     return decode(text);
   } catch (error) {
     if (error instanceof RegistryError) {
-      throw new SerializationError(`${about()}${error.message}`, { cause: error });
+      throw new SerializationError(`${about(id)}${error.message}`, { cause: error });
     }
     throw error;
   }
+}
+
+function about(id: string | undefined): string {
+  return id === undefined ? "" : `task ${id}: `;
 }
 
 /**
