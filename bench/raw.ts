@@ -47,10 +47,16 @@ export async function createRegistryFile(path: string, durability: Durability): 
   await backend.close();
 }
 
+/** Columns only quarantine() writes: the registry's inserts and updates leave them alone. */
+const QUARANTINE_COLUMNS = new Set(["quarantined_at", "quarantine_reason", "quarantined_status"]);
+
+/** The row as the registry writes it: every column but the quarantine ones. */
 export function readRow(db: Database.Database, id: string): TaskColumns {
   const row = db.prepare(`select * from tasks where id = ?`).get(id) as TaskColumns | undefined;
   if (row === undefined) throw new Error(`no row ${id}`);
-  return row;
+  return Object.fromEntries(
+    Object.entries(row).filter(([column]) => !QUARANTINE_COLUMNS.has(column)),
+  ) as TaskColumns;
 }
 
 export interface Templates {
@@ -126,13 +132,16 @@ export function updateValues(template: TaskColumns, now: number, id: string): un
 }
 
 /**
- * The registry's claim query: the best due pending tasks of a kind from its claim index, each
- * with whether it has appended steps (as the registry reads them).
+ * The columns the registry reads with a task, and whether it has appended steps: as many
+ * as it reads (each column read costs the JavaScript object it becomes).
  */
-export const CLAIM_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "status" = 'pending' and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
+const READ_COLUMNS = `"id", "kind", "status", "data", "created_at", "updated_at", "priority", "run_at", "runs", "max_attempts", "lease_owner", "lease_token", "lease_expires_at", "last_error", "idempotency_key", "cancel_requested", "steps_in_document", exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps"`;
 
-/** The registry's read of one task before it completes it. */
-export const READ_SQL = `select *, exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps" from "tasks" where "id" = ?`;
+/** The registry's claim query: the best due pending tasks of a kind from its claim index. */
+export const CLAIM_SQL = `select ${READ_COLUMNS} from "tasks" where "status" = 'pending' and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
+
+/** The registry's read of one task before it completes it: also whether it is quarantined. */
+export const READ_SQL = `select ${READ_COLUMNS}, "quarantined_at" from "tasks" where "id" = ?`;
 
 /** `n` single-row inserts, each its own autocommit transaction; returns elapsed ms. */
 export function rawSingleInserts(db: Database.Database, template: TaskColumns, n: number): number {

@@ -6,10 +6,12 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as m0001 from "./0001_create_tasks.js";
 import * as m0002 from "./0002_durable_execution.js";
+import * as m0003 from "./0003_quarantine.js";
 
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   "0001_create_tasks": m0001,
   "0002_durable_execution": m0002,
+  "0003_quarantine": m0003,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -4,7 +4,7 @@
  * error is rethrown on a later microtask, like any unhandled error.
  */
 import type { TaskId } from "./ids.js";
-import type { CruxErr } from "./wire/schema.js";
+import type { CruxErr, TaskStatus } from "./wire/schema.js";
 
 export interface RegistryEvents {
   submitted: { readonly id: TaskId; readonly kind: string };
@@ -39,6 +39,16 @@ export interface RegistryEvents {
     readonly status: "pending" | "failed";
   };
   cancelled: { readonly id: TaskId; readonly kind: string; readonly wasRunning: boolean };
+  /**
+   * A task's stored document or last error does not decode: it was taken out of every queue,
+   * its bytes kept as they are (see `quarantined()` and `repair()`).
+   */
+  quarantined: {
+    readonly id: TaskId;
+    readonly kind: string;
+    readonly status: TaskStatus;
+    readonly reason: string;
+  };
 }
 
 export type RegistryEventName = keyof RegistryEvents;
@@ -52,6 +62,7 @@ export const REGISTRY_EVENT_NAMES = [
   "retried",
   "reclaimed",
   "cancelled",
+  "quarantined",
 ] as const satisfies readonly RegistryEventName[];
 export type Listener<E extends RegistryEventName> = (event: RegistryEvents[E]) => void;
 

@@ -1,11 +1,14 @@
 export { DEFAULT_LEASE_MS, MIN_LEASE_MS } from "./arguments.js";
 export { MemoryBackend } from "./backend/memory.js";
 export type {
+  Batch,
   Change,
   KindFilter,
   Lease,
+  Quarantined,
   RegistryBackend,
   SeedWrite,
+  StoredDocument,
   SweepFilter,
   TaskRow,
   TaskState,
@@ -42,6 +45,8 @@ export {
   type FailResult,
   type HeartbeatResult,
   type PendingOptions,
+  type QuarantinedOptions,
+  type QuarantinedTask,
   type RecoverOptions,
   type RetryBackoff,
   type SubmitOptions,

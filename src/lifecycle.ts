@@ -14,24 +14,16 @@ import type { Lease, TaskRow, TaskState } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
 import { newCruxId, type TaskId } from "./ids.js";
 import {
+  decodeStoredCruxErr,
   decodeStoredTask,
-  validate,
   writeCrux,
   writeCruxErr,
   writeCruxValue,
   writeTask,
   writeTaskWithInput,
 } from "./wire/codec.js";
-import { type Json, parseJson } from "./wire/json.js";
-import {
-  type Crux,
-  type CruxErr,
-  type CruxValue,
-  cruxErrSchema,
-  type Step,
-  type Task,
-  type TaskStatus,
-} from "./wire/schema.js";
+import type { Json } from "./wire/json.js";
+import type { Crux, CruxErr, CruxValue, Step, Task, TaskStatus } from "./wire/schema.js";
 import { countSteps, editRun } from "./wire/splice.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -122,6 +114,19 @@ export function overwriteDocument(
   };
 }
 
+/**
+ * An operator's new document for a damaged task: written as the seed's put writes it, with no
+ * last error (the stored one may be what does not decode).
+ */
+export function repairDocument(
+  current: TaskState,
+  id: TaskId,
+  row: TaskRow,
+  now: number,
+): TaskState {
+  return { ...overwriteDocument(current, id, row, now), lastError: null };
+}
+
 /** Take a due pending task: a new lease, one more run, and a mid-run checkpoint to append steps to. */
 export function claimTask(state: TaskState, lease: Lease, now: number): TaskState {
   if (state.status !== "pending") {
@@ -183,10 +188,7 @@ export function failTask(
 
 /** The cancelled CruxErr that cancel() stored for a running task. */
 function cancellation(state: TaskState): CruxErr {
-  const stored =
-    state.lastError === null
-      ? null
-      : validate(cruxErrSchema, parseJson(state.lastError), "$.lastError");
+  const stored = state.lastError === null ? null : decodeStoredCruxErr(state.lastError, state.id);
   return stored?.kind === "cancelled" ? stored : { kind: "cancelled", reason: "cancelled" };
 }
 
@@ -389,7 +391,7 @@ function withDocument(
   now: number,
   edit: (task: Task) => Task,
 ): TaskState {
-  const task = edit({ ...(state.decoded ?? decodeStoredTask(state.data)), status });
+  const task = edit({ ...(state.decoded ?? decodeStoredTask(state.data, state.id)), status });
   return { ...state, status, data: writeTask(task), updatedAt: now, decoded: task };
 }
 

@@ -25,12 +25,20 @@ import type {
   Change,
   KindFilter,
   Lease,
+  Quarantined,
   RegistryBackend,
   SeedWrite,
+  StoredDocument,
   TaskRow,
   TaskState,
 } from "./backend/port.js";
-import { ClosedError, ConflictError, NotFoundError, ValidationError } from "./errors.js";
+import {
+  ClosedError,
+  ConflictError,
+  hasErrorCode,
+  NotFoundError,
+  ValidationError,
+} from "./errors.js";
 import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
 import { CruxFailure } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
@@ -53,6 +61,7 @@ import { Wakeup } from "./wakeup.js";
 import {
   checkCrux,
   checkCruxErr,
+  decodeStoredCruxErr,
   decodeStoredTask,
   replaceCheckpoint,
   validate,
@@ -61,16 +70,16 @@ import {
   writeStep,
   writeTask,
 } from "./wire/codec.js";
-import { type Json, parseJson, withJsonView } from "./wire/json.js";
+import { type Json, withJsonView } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
-  cruxErrSchema,
   type Step,
   stepSchema,
   TASK_STATUSES,
   type Task,
   type TaskStatus,
+  taskSchema,
 } from "./wire/schema.js";
 import {
   type StopOptions,
@@ -105,6 +114,16 @@ export interface PendingOptions {
   /** At most this many tasks, oldest first. Default: all. */
   readonly limit?: number;
 }
+
+export interface QuarantinedOptions {
+  /** A kind, an array of kinds, or `""` / `[]` (the default) for every kind. */
+  readonly kinds?: string | readonly string[];
+  /** At most this many, in the order they were quarantined. Default: all. */
+  readonly limit?: number;
+}
+
+/** A task taken out of every queue because its stored document or last error does not decode. */
+export type QuarantinedTask = Quarantined;
 
 export interface SubmitOptions {
   /** Not claimed before this many ms from now. */
@@ -247,7 +266,7 @@ export class TaskRegistry {
     const taskId = checkTaskId(id);
     const stored = await this.#backend.get(taskId);
     if (stored === undefined) throw new NotFoundError(taskId);
-    return viewTask(decodeStoredTask(stored));
+    return viewTask(decodeStoredTask(stored, taskId));
   }
 
   /**
@@ -269,10 +288,11 @@ export class TaskRegistry {
             expiresAt: now + DEFAULT_LEASE_MS,
           })
         : undefined;
+    const taskId = checkTaskId(id);
     await this.#modify(
-      checkTaskId(id),
+      taskId,
       (stored) => {
-        const task = { ...decodeStoredTask(stored), status };
+        const task = { ...decodeStoredTask(stored, taskId), status };
         return { kind: task.kind, status, data: writeTask(task) };
       },
       lease,
@@ -289,13 +309,39 @@ export class TaskRegistry {
     await this.#modify(taskId, (stored) => replaceCheckpoint(stored, snapshot, text));
   }
 
-  /** Pending tasks of `kind` (`""` = every kind), oldest first. */
+  /**
+   * Pending tasks of `kind` (`""` = every kind), oldest first. A task whose document does not
+   * decode is skipped and quarantined; up to `limit` others are still returned.
+   */
   async pending(kind = "", options: PendingOptions = {}): Promise<Task[]> {
     if (typeof kind !== "string") throw new ValidationError("$.kind", "expected a string");
     const limit =
       options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
-    const documents = await this.#backend.pending(kind, limit);
-    return documents.map((document) => viewTask(decodeStoredTask(document)));
+    for (let wanted = limit; ; ) {
+      const documents = await this.#backend.pending(kind, wanted);
+      const tasks: Task[] = [];
+      for (const document of documents) {
+        try {
+          tasks.push(viewTask(decodeStoredTask(document.data, document.id)));
+        } catch (error) {
+          if (!hasErrorCode(error, "SERIALIZATION")) throw error;
+          await this.#quarantine(document, error.message);
+        }
+      }
+      const skipped = documents.length - tasks.length;
+      if (
+        limit === undefined ||
+        wanted === undefined ||
+        skipped === 0 ||
+        documents.length < wanted ||
+        tasks.length >= limit
+      ) {
+        return tasks.slice(0, limit);
+      }
+      // Skipped ones took places in a full page: read again, further (past them if they are
+      // still there, as on a read-only registry).
+      wanted = limit + skipped;
+    }
   }
 
   /** The task's checkpoint, or null; a NotFoundError when the task is missing. */
@@ -351,10 +397,11 @@ export class TaskRegistry {
     const limit = positiveInteger(options.limit, "$.limit");
     const now = this.#now();
     if (takeOver) await this.#reclaim(filter, now);
-    const states = await this.#backend.claim(filter, now, limit, (s) =>
-      claimTask(s, { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
+    const { changed, quarantined } = await this.#backend.claim(filter, now, limit, (s) =>
+      claimTask(lastErrorChecked(s), { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
     );
-    return states.map((state) => {
+    this.#reportQuarantined(quarantined);
+    return changed.map((state) => {
       this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
       return toRecord(state) as ClaimedTask;
     });
@@ -520,13 +567,14 @@ export class TaskRegistry {
    * Take back running tasks of `kinds` whose leases expired by `now` (and those leased to
    * `owner`), emitting `reclaimed` for each; returns their new states.
    */
-  async #reclaim(kinds: KindFilter, now: number, owner?: string): Promise<TaskState[]> {
+  async #reclaim(kinds: KindFilter, now: number, owner?: string): Promise<readonly TaskState[]> {
     const previous = new Map<TaskId, string>();
-    const states = await this.#backend.sweep(kinds, { now, owner }, (s) => {
+    const { changed, quarantined } = await this.#backend.sweep(kinds, { now, owner }, (s) => {
       if (s.lease) previous.set(s.id, s.lease.owner);
-      return expireTask(s, now, s.lease?.owner === owner);
+      return expireTask(decoded(s), now, s.lease?.owner === owner);
     });
-    for (const state of states) {
+    this.#reportQuarantined(quarantined);
+    for (const state of changed) {
       const status = state.status === "pending" ? "pending" : "failed";
       this.#events.emit("reclaimed", {
         id: state.id,
@@ -535,8 +583,31 @@ export class TaskRegistry {
         status,
       });
     }
-    if (states.some((s) => s.status === "pending")) this.#wakeup.notify();
-    return states;
+    if (changed.some((s) => s.status === "pending")) this.#wakeup.notify();
+    return changed;
+  }
+
+  /** Tasks of `kinds` taken out of every queue because they do not decode, oldest first. */
+  quarantined(options: QuarantinedOptions = {}): Promise<QuarantinedTask[]> {
+    const kinds = checkKinds(options.kinds ?? []);
+    const limit =
+      options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
+    return this.#backend.quarantined(kinds, limit);
+  }
+
+  /**
+   * Give a damaged task a new document and take it out of quarantine, whatever is stored now:
+   * `task` is written as the seed's put writes it (a status other than running ends the
+   * lease; other scheduling state is kept), the last error is cleared, and steps appended
+   * since the old document was written are dropped. Then the task follows its status.
+   */
+  async repair(id: string, task: Task): Promise<void> {
+    const taskId = checkTaskId(id);
+    const next = validate(taskSchema, task, "$.task");
+    if (next.id !== taskId) throw new ValidationError("$.task.id", `expected ${taskId}`);
+    const data = writeTask(next);
+    await this.#backend.repair(taskId, { kind: next.kind, status: next.status, data });
+    if (next.status === "pending") this.#wakeup.notify();
   }
 
   /** The earliest time after `after` when a task of `kinds` falls due or a lease expires. */
@@ -637,6 +708,28 @@ export class TaskRegistry {
     return error;
   }
 
+  /** Quarantine a pending task that does not decode (as pending() read it), if one still can. */
+  async #quarantine(document: StoredDocument, reason: string): Promise<void> {
+    try {
+      const quarantined = await this.#backend.quarantine(
+        document.id,
+        document.data,
+        reason,
+        this.#now(),
+      );
+      if (quarantined) this.#reportQuarantined([quarantined]);
+    } catch (error) {
+      // A read-only registry cannot write it down: it still skips the task.
+      if (!hasErrorCode(error, "READ_ONLY")) throw error;
+    }
+  }
+
+  #reportQuarantined(tasks: readonly Quarantined[]): void {
+    for (const { id, kind, status, reason } of tasks) {
+      this.#events.emit("quarantined", { id, kind, status, reason });
+    }
+  }
+
   #update(id: string, change: Change): Promise<TaskState> {
     return this.#backend.update(checkTaskId(id), change);
   }
@@ -688,24 +781,36 @@ export function registrySettings(options: TaskRegistryOptions): RegistrySettings
   };
 }
 
+/**
+ * The state, its stored last error checked: inside a claim or a sweep, one that does not decode
+ * throws its SerializationError there, and the backend quarantines the task instead of failing
+ * every other one. (claimTask decodes the document itself.)
+ */
+function lastErrorChecked(state: TaskState): TaskState {
+  if (state.lastError !== null) decodeStoredCruxErr(state.lastError, state.id);
+  return state;
+}
+
+/** The same, with the document decoded too: a sweep's transition may edit it only as text. */
+function decoded(state: TaskState): TaskState {
+  const task = state.decoded ?? decodeStoredTask(state.data, state.id);
+  return lastErrorChecked({ ...state, decoded: task });
+}
+
 function toRecord(state: TaskState): TaskRecord {
   return {
-    task: viewTask(state.decoded ?? decodeStoredTask(state.data)),
+    task: viewTask(state.decoded ?? decodeStoredTask(state.data, state.id)),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,
     maxAttempts: state.maxAttempts,
     lease: state.lease,
-    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError),
+    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError, state.id),
     cancelRequested: state.cancelRequested,
     idempotencyKey: state.idempotencyKey,
     createdAt: state.createdAt,
     updatedAt: state.updatedAt,
   };
-}
-
-function decodeStoredCruxErr(text: string): CruxErr {
-  return withJsonView(validate(cruxErrSchema, parseJson(text), "$.lastError"));
 }
 
 /**

@@ -4,19 +4,28 @@
  */
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { canAppend, fence, overwriteDocument, stepsInDocument } from "../lifecycle.js";
-import { spliceSteps } from "../wire/splice.js";
+import {
+  canAppend,
+  fence,
+  overwriteDocument,
+  repairDocument,
+  stepsInDocument,
+} from "../lifecycle.js";
 import type {
   AppendResult,
+  Batch,
   Change,
   KindFilter,
+  Quarantined,
   RegistryBackend,
   SeedWrite,
   StepRecord,
+  StoredDocument,
   SweepFilter,
   TaskRow,
   TaskState,
 } from "./port.js";
+import { changeEach, quarantinedError, spliceStored } from "./quarantine.js";
 
 interface Entry {
   /** The state as last written; appended steps are not in its document. */
@@ -25,6 +34,8 @@ interface Entry {
   inDocument: number;
   /** Steps appended since, by ordinal. */
   steps: Map<number, string>;
+  /** Set while the task is quarantined; a new document (a new entry) releases it. */
+  quarantine?: { readonly reason: string; readonly at: number };
 }
 
 export class MemoryBackend implements RegistryBackend {
@@ -37,7 +48,8 @@ export class MemoryBackend implements RegistryBackend {
 
   async put(id: TaskId, row: TaskRow): Promise<void> {
     this.#assertOpen();
-    this.#write(overwriteDocument(this.#read(id), id, row, Date.now()));
+    // The stored state, steps not spliced in: its document is replaced, however damaged.
+    this.#write(overwriteDocument(this.#entries.get(id)?.state, id, row, Date.now()));
   }
 
   async list(prefix: string): Promise<TaskId[]> {
@@ -52,17 +64,55 @@ export class MemoryBackend implements RegistryBackend {
     return true;
   }
 
-  async pending(kind: string, limit = Number.POSITIVE_INFINITY): Promise<string[]> {
+  async pending(kind: string, limit = Number.POSITIVE_INFINITY): Promise<StoredDocument[]> {
     this.#assertOpen();
-    const documents: string[] = [];
+    const documents: StoredDocument[] = [];
     for (const id of this.#sortedIds()) {
       if (documents.length >= limit) break;
-      const state = this.#read(id);
-      if (state?.status === "pending" && (kind === "" || state.kind === kind)) {
-        documents.push(state.data);
+      const entry = this.#entries.get(id) as Entry;
+      const { state } = entry;
+      if (
+        state.status === "pending" &&
+        entry.quarantine === undefined &&
+        (kind === "" || state.kind === kind)
+      ) {
+        documents.push({ id, data: state.data });
       }
     }
     return documents;
+  }
+
+  async quarantine(
+    id: TaskId,
+    expected: string,
+    reason: string,
+    now: number,
+  ): Promise<Quarantined | undefined> {
+    this.#assertOpen();
+    const entry = this.#entries.get(id);
+    if (entry === undefined || entry.quarantine !== undefined || entry.state.data !== expected) {
+      return undefined;
+    }
+    return this.#quarantine(entry, reason, now);
+  }
+
+  async quarantined(kinds: KindFilter, limit = Number.POSITIVE_INFINITY): Promise<Quarantined[]> {
+    this.#assertOpen();
+    return [...this.#entries.values()]
+      .flatMap(({ state, quarantine }) =>
+        quarantine !== undefined && matches(kinds, state.kind)
+          ? [quarantinedTask(state, quarantine.reason, quarantine.at)]
+          : [],
+      )
+      .sort((a, b) => a.quarantinedAt - b.quarantinedAt || (a.id < b.id ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  async repair(id: TaskId, row: TaskRow): Promise<void> {
+    this.#assertOpen();
+    const entry = this.#entries.get(id);
+    if (entry === undefined) throw new NotFoundError(id);
+    this.#write(repairDocument(entry.state, id, row, Date.now()));
   }
 
   async insert(tasks: readonly TaskState[]): Promise<TaskId[]> {
@@ -85,39 +135,46 @@ export class MemoryBackend implements RegistryBackend {
   }
 
   async update(id: TaskId, change: Change): Promise<TaskState> {
-    const current = this.#read(id);
-    if (current === undefined) throw new NotFoundError(id);
+    this.#assertOpen();
+    const entry = this.#entries.get(id);
+    if (entry === undefined) throw new NotFoundError(id);
+    if (entry.quarantine !== undefined) throw quarantinedError(id);
+    const current = this.#read(id) as TaskState;
     const next = change(current);
-    const entry = this.#entries.get(id) as Entry;
     if (next.data !== current.data) return this.#write(next);
     const { decoded: _, ...columns } = next;
     entry.state = { ...columns, data: entry.state.data }; // columns only: appended steps stay
     return next;
   }
 
-  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<TaskState[]> {
+  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<Batch> {
     this.#assertOpen();
-    return [...this.#entries.values()]
-      .map((entry) => entry.state)
-      .filter((s) => s.status === "pending" && s.runAt <= now && matches(kinds, s.kind))
-      .sort(claimOrder)
-      .slice(0, limit)
-      .map((s) => this.#write(change(this.#read(s.id) as TaskState)));
+    const due = (wanted: number) =>
+      this.#queued()
+        .filter((s) => s.status === "pending" && s.runAt <= now && matches(kinds, s.kind))
+        .sort(claimOrder)
+        .slice(0, wanted);
+    return changeEach(limit, due, (s) => this.#change(s.id, change), this.#quarantineAt(now));
   }
 
-  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
+  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<Batch> {
     this.#assertOpen();
-    const expired = [...this.#entries.values()]
-      .map((entry) => entry.state)
-      .filter(
-        (s) =>
-          s.status === "running" &&
-          s.lease !== null &&
-          (s.lease.expiresAt <= filter.now || s.lease.owner === filter.owner) &&
-          matches(kinds, s.kind),
-      )
-      .sort((a, b) => (a.lease?.expiresAt ?? 0) - (b.lease?.expiresAt ?? 0));
-    return expired.map((s) => this.#write(change(this.#read(s.id) as TaskState)));
+    const expired = () =>
+      this.#queued()
+        .filter(
+          (s) =>
+            s.status === "running" &&
+            s.lease !== null &&
+            (s.lease.expiresAt <= filter.now || s.lease.owner === filter.owner) &&
+            matches(kinds, s.kind),
+        )
+        .sort((a, b) => (a.lease?.expiresAt ?? 0) - (b.lease?.expiresAt ?? 0));
+    return changeEach(
+      Number.POSITIVE_INFINITY,
+      expired,
+      (s) => this.#change(s.id, change),
+      this.#quarantineAt(filter.now),
+    );
   }
 
   async appendSteps(
@@ -128,6 +185,7 @@ export class MemoryBackend implements RegistryBackend {
     this.#assertOpen();
     const entry = this.#entries.get(id);
     if (entry === undefined) throw new NotFoundError(id);
+    if (entry.quarantine !== undefined) throw quarantinedError(id);
     fence(entry.state, token);
     const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
     const ordinals = steps.map((step) => step.ordinal);
@@ -139,7 +197,7 @@ export class MemoryBackend implements RegistryBackend {
   async nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined> {
     this.#assertOpen();
     let next: number | undefined;
-    for (const { state } of this.#entries.values()) {
+    for (const state of this.#queued()) {
       if (!matches(kinds, state.kind)) continue;
       const at =
         state.status === "pending"
@@ -168,7 +226,26 @@ export class MemoryBackend implements RegistryBackend {
     if (entry === undefined) return undefined;
     if (entry.steps.size === 0) return entry.state;
     const steps = [...entry.steps.entries()].sort(([a], [b]) => a - b).map(([, data]) => data);
-    return { ...entry.state, data: spliceSteps(entry.state.data, steps) };
+    return { ...entry.state, data: spliceStored(id, entry.state.data, steps) };
+  }
+
+  /** States of the tasks the queue paths see: every one not quarantined. */
+  #queued(): TaskState[] {
+    return [...this.#entries.values()].flatMap((e) => (e.quarantine ? [] : [e.state]));
+  }
+
+  /** Store `change` of the task as it reads now. */
+  #change(id: TaskId, change: Change): TaskState {
+    return this.#write(change(this.#read(id) as TaskState));
+  }
+
+  #quarantineAt(now: number): (state: TaskState, reason: string) => Quarantined {
+    return (state, reason) => this.#quarantine(this.#entries.get(state.id) as Entry, reason, now);
+  }
+
+  #quarantine(entry: Entry, reason: string, now: number): Quarantined {
+    entry.quarantine = { reason, at: now };
+    return quarantinedTask(entry.state, reason, now);
   }
 
   /** Store a whole state; its document now holds every step. */
@@ -189,6 +266,10 @@ export class MemoryBackend implements RegistryBackend {
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError();
   }
+}
+
+function quarantinedTask(state: TaskState, reason: string, at: number): Quarantined {
+  return { id: state.id, kind: state.kind, status: state.status, reason, quarantinedAt: at };
 }
 
 function matches(kinds: KindFilter, kind: string): boolean {

@@ -69,8 +69,42 @@ export interface SeedWrite {
   readonly lease?: Lease;
 }
 
-/** A pure, synchronous transition; throwing aborts it with nothing written. */
+/**
+ * A pure, synchronous transition; throwing aborts it with nothing written. In a claim or a
+ * sweep, a SerializationError says the task's stored document or last error does not decode:
+ * the adapter quarantines that task and goes on with the rest of the batch.
+ */
 export type Change = (current: TaskState) => TaskState;
+
+/**
+ * A task taken out of every queue because its stored document or last error does not decode.
+ * Its stored bytes stay as they were; claims, sweeps, pending() and nextWakeAt() skip it, and
+ * update() and appendSteps() refuse it, until put, cas or repair gives it a new document.
+ */
+export interface Quarantined {
+  readonly id: TaskId;
+  readonly kind: string;
+  /** Its status column, as stored. */
+  readonly status: TaskStatus;
+  /** Why: the decoding error's message. */
+  readonly reason: string;
+  /** Epoch ms. */
+  readonly quarantinedAt: number;
+}
+
+/** What a claim or a sweep did. */
+export interface Batch {
+  /** The tasks it changed, as stored. */
+  readonly changed: readonly TaskState[];
+  /** The tasks it quarantined instead, their change having thrown a SerializationError. */
+  readonly quarantined: readonly Quarantined[];
+}
+
+/** A stored document and the task it belongs to. */
+export interface StoredDocument {
+  readonly id: TaskId;
+  readonly data: string;
+}
 
 /** Which running tasks a sweep takes back. */
 export interface SweepFilter {
@@ -86,21 +120,44 @@ export type KindFilter = readonly string[];
 export interface RegistryBackend {
   /** The stored document, or undefined when there is no such task. */
   get(id: TaskId): Promise<string | undefined>;
-  /** Insert or overwrite the document, unconditionally; scheduling state is kept. */
+  /**
+   * Insert or overwrite the document, unconditionally; scheduling state is kept. Appended
+   * steps are dropped (the new document holds what the task holds), and a quarantined task is
+   * released: its new document is read afresh when a queue path next takes it.
+   */
   put(id: TaskId, row: TaskRow): Promise<void>;
   /** Ids starting with `prefix` (`""` = all), in id order, which is submit order. */
   list(prefix: string): Promise<TaskId[]>;
   /**
    * Replace the document only if it equals `expected` exactly; false, with nothing written,
    * when it differs or the task is missing. Compare and write are atomic. A status other
-   * than `running` ends any lease; see `overwriteDocument` in lifecycle.ts.
+   * than `running` ends any lease; see `overwriteDocument` in lifecycle.ts. Like put, it
+   * releases a quarantined task.
    */
   cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean>;
   /**
-   * Documents of `pending` tasks of `kind` (`""` = every kind), oldest first, from an index;
-   * at most `limit` (a positive integer) of them when given.
+   * Documents of `pending` tasks of `kind` (`""` = every kind) that are not quarantined,
+   * oldest first, from an index; at most `limit` (a positive integer) of them when given.
    */
-  pending(kind: string, limit?: number): Promise<string[]>;
+  pending(kind: string, limit?: number): Promise<StoredDocument[]>;
+  /**
+   * Quarantine the task if its stored document is still exactly `expected` (one a reader could
+   * not decode) and it is not quarantined yet; undefined, with nothing written, otherwise.
+   */
+  quarantine(
+    id: TaskId,
+    expected: string,
+    reason: string,
+    now: number,
+  ): Promise<Quarantined | undefined>;
+  /** Quarantined tasks of `kinds`, in the order they were quarantined; at most `limit`. */
+  quarantined(kinds: KindFilter, limit?: number): Promise<Quarantined[]>;
+  /**
+   * An operator's way back for a damaged task: as put, with no last error, whatever is stored
+   * now (nothing stored is decoded or spliced, so this works however damaged the row is).
+   * NotFoundError if missing.
+   */
+  repair(id: TaskId, row: TaskRow): Promise<void>;
 
   /**
    * Insert new tasks in one transaction. A task whose idempotency key is already stored (or
@@ -112,30 +169,36 @@ export interface RegistryBackend {
   /**
    * Atomically apply `change` to the task (its document with appended steps spliced in) and
    * store the result. When the document changed, it replaces the appended steps; when only
-   * columns changed (a heartbeat), the steps stay where they are. NotFoundError if missing.
+   * columns changed (a heartbeat), the steps stay where they are. NotFoundError if missing;
+   * a SerializationError, with nothing written, if the task is quarantined.
    */
   update(id: TaskId, change: Change): Promise<TaskState>;
   /**
    * Atomically take up to `limit` best due pending tasks of `kinds` (priority, then due time,
-   * then id), storing `change` of each, in one transaction; `[]` when none is due.
+   * then id), storing `change` of each, in one transaction; none when none is due. A task
+   * whose change throws a SerializationError is quarantined (at `now`) in the same
+   * transaction, and the next best due task is taken in its place.
    */
-  claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<TaskState[]>;
+  claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<Batch>;
   /**
    * Atomically apply `change` to every running task of `kinds` whose lease expired by
-   * `filter.now`, or is held by `filter.owner`.
+   * `filter.now`, or is held by `filter.owner`; one whose change throws a SerializationError
+   * is quarantined (at `filter.now`) instead.
    */
-  sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]>;
+  sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<Batch>;
   /**
    * Persist steps of a running task under its lease, as appended rows, in one transaction:
    * a LeaseLostError, with nothing written, unless `token` is the task's current lease. The
    * cost does not grow with the number of steps before them. Writes nothing and says
    * `appended: false` when an ordinal is already inside the stored document (the caller
-   * rewrites the document instead); a ValidationError when one would leave a gap.
+   * rewrites the document instead); a ValidationError when one would leave a gap; a
+   * SerializationError if the task is quarantined.
    */
   appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult>;
   /**
    * Epoch ms of the earliest due time or lease expiry later than `after` (the caller's last
-   * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks.
+   * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks; quarantined
+   * tasks do not count.
    */
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
   /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */

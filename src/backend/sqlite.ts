@@ -8,6 +8,7 @@ import {
   type Compilable,
   Kysely,
   Migrator,
+  type Selectable,
   type SelectQueryBuilder,
   SqliteDialect,
   sql,
@@ -25,26 +26,35 @@ import {
   StorageError,
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
-import { canAppend, fence, overwriteDocument, stepsInDocument } from "../lifecycle.js";
+import {
+  canAppend,
+  fence,
+  overwriteDocument,
+  repairDocument,
+  stepsInDocument,
+} from "../lifecycle.js";
 import { BackgroundCheckpointer } from "../sql/checkpointer.js";
 import { GroupCommit } from "../sql/group-commit.js";
 import { PreparedQuery, param } from "../sql/prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
 import { WalSync } from "../sql/wal-sync.js";
 import { validate } from "../wire/codec.js";
-import { spliceSteps } from "../wire/splice.js";
 import { claimOrder } from "./memory.js";
 import type {
   AppendResult,
+  Batch,
   Change,
   KindFilter,
+  Quarantined,
   RegistryBackend,
   SeedWrite,
   StepRecord,
+  StoredDocument,
   SweepFilter,
   TaskRow,
   TaskState,
 } from "./port.js";
+import { changeEach, quarantinedError, spliceStored } from "./quarantine.js";
 import type { BetterSqlite3Database } from "./sqlite-database.js";
 
 export const DURABILITY_MODES = ["full", "normal"] as const;
@@ -64,18 +74,31 @@ export interface SqliteBackendOptions {
   readonly readOnly?: boolean;
 }
 
-type Columns = RegistryTables["tasks"];
+/** The columns of a task's state: quarantine is set only by quarantine(), and cleared by #write. */
+type Columns = Omit<
+  Selectable<RegistryTables["tasks"]>,
+  "quarantined_at" | "quarantine_reason" | "quarantined_status"
+>;
 
 /** Commits after which a connection hands its WAL checkpoints to a background thread. */
 const CHECKPOINT_THREAD_AFTER_COMMITS = 200;
-/** A row as read: its columns, and whether steps were appended to it since it was written. */
-type StoredRow = Columns & { readonly has_steps: number };
+/**
+ * A row as read: its columns, whether steps were appended to it since it was written, and,
+ * read by id, when it was quarantined (the queue paths never select a quarantined row).
+ */
+type StoredRow = Columns & {
+  readonly has_steps: number;
+  readonly quarantined_at?: number | null;
+};
 
 /** A task as read inside a transaction: `appended` says task_steps rows back its document. */
 interface Loaded {
   readonly state: TaskState;
   readonly appended: boolean;
+  readonly quarantined: boolean;
 }
+
+const NO_BATCH: Batch = { changed: [], quarantined: [] };
 
 const backendOptionsSchema = z.object({
   durability: z.enum(DURABILITY_MODES).default("full"),
@@ -214,7 +237,9 @@ export class SqliteBackend implements RegistryBackend {
 
   put(id: TaskId, row: TaskRow): Promise<void> {
     return this.#transaction("put", () => {
-      const current = this.#read(id);
+      // The stored state, steps not spliced in: its document is replaced, however damaged.
+      const stored = this.#sql.read.get({ id });
+      const current = stored && unspliced(stored);
       const next = overwriteDocument(current?.state, id, row, Date.now());
       if (current === undefined) this.#sql.insert.run(withDocumentColumns(next));
       else this.#write(next, current);
@@ -244,13 +269,46 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  pending(kind: string, limit = -1): Promise<string[]> {
+  pending(kind: string, limit = -1): Promise<StoredDocument[]> {
     return this.#run("pending", () => {
       const rows =
         kind === ""
           ? this.#sql.pendingAll.all({ limit })
           : this.#sql.pendingOfKind.all({ kind, limit });
-      return rows.map((row) => row.data);
+      return rows as StoredDocument[];
+    });
+  }
+
+  quarantine(
+    id: TaskId,
+    expected: string,
+    reason: string,
+    now: number,
+  ): Promise<Quarantined | undefined> {
+    return this.#transaction("quarantine", () => {
+      const marked = this.#sql.quarantine.get({ id, data: expected, reason, at: now });
+      return marked && { id, ...marked, reason, quarantinedAt: now };
+    });
+  }
+
+  quarantined(kinds: KindFilter, limit = Number.POSITIVE_INFINITY): Promise<Quarantined[]> {
+    return this.#run("quarantined", () => {
+      const found: Quarantined[] = [];
+      // Quarantined rows are few: walk their index in order and filter by kind here.
+      for (const row of this.#sql.quarantinedRows.iterate({})) {
+        if (found.length >= limit) break;
+        if (kinds.length === 0 || kinds.includes(row.kind)) found.push(row as Quarantined);
+      }
+      return found;
+    });
+  }
+
+  repair(id: TaskId, row: TaskRow): Promise<void> {
+    return this.#transaction("repair", () => {
+      const stored = this.#sql.read.get({ id });
+      if (stored === undefined) throw new NotFoundError(id);
+      const current = unspliced(stored);
+      this.#write(repairDocument(current.state, id, row, Date.now()), current);
     });
   }
 
@@ -273,8 +331,7 @@ export class SqliteBackend implements RegistryBackend {
 
   update(id: TaskId, change: Change): Promise<TaskState> {
     return this.#transaction("update", () => {
-      const current = this.#read(id);
-      if (current === undefined) throw new NotFoundError(id);
+      const current = this.#load(this.#changeable(id));
       const next = change(current.state);
       if (next.data !== current.state.data) return this.#write(next, current);
       this.#sql.updateSchedule.run(toColumns(next)); // columns only: appended steps stay
@@ -282,11 +339,16 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<TaskState[]> {
+  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<Batch> {
     // Usually an idle worker finds nothing: find that out without taking the write lock.
-    if (!(await this.#run("claim", () => this.#anyDue(kinds, now)))) return [];
+    if (!(await this.#run("claim", () => this.#anyDue(kinds, now)))) return NO_BATCH;
     return this.#transaction("claim", () =>
-      this.#bestDue(kinds, now, limit).map((best) => this.#write(change(best.state), best)),
+      changeEach(
+        limit,
+        (wanted) => this.#bestDue(kinds, now, wanted),
+        (row) => this.#change(row, change),
+        (row, reason) => this.#quarantine(row, reason, now),
+      ),
     );
   }
 
@@ -298,7 +360,7 @@ export class SqliteBackend implements RegistryBackend {
   }
 
   /** The due pending tasks a claim takes: one ordered index search per kind, merged. */
-  #bestDue(kinds: KindFilter, now: number, limit: number): Loaded[] {
+  #bestDue(kinds: KindFilter, now: number, limit: number): StoredRow[] {
     const single = limit === 1;
     const rows =
       kinds.length === 0
@@ -310,31 +372,35 @@ export class SqliteBackend implements RegistryBackend {
               ? this.#sql.bestDueOfKind.all({ kind, now })
               : this.#sql.bestDueOfKindUpTo.all({ kind, now, limit }),
           );
-    const loaded = rows.map((row) => this.#load(row));
-    if (kinds.length <= 1) return loaded;
-    return loaded.sort((a, b) => claimOrder(a.state, b.state)).slice(0, limit);
+    if (kinds.length <= 1) return rows;
+    return rows
+      .map((row) => ({ row, state: fromColumns(row) }))
+      .sort((a, b) => claimOrder(a.state, b.state))
+      .slice(0, limit)
+      .map(({ row }) => row);
   }
 
-  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<TaskState[]> {
+  async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<Batch> {
     const expired = () =>
       (filter.owner === undefined
         ? this.#sql.expired.all({ now: filter.now })
         : this.#sql.expiredOrOwned.all({ now: filter.now, owner: filter.owner })
       ).filter((row) => kinds.length === 0 || kinds.includes(row.kind));
     // Usually there is nothing to take back: find that out without taking the write lock.
-    if ((await this.#run("sweep", expired)).length === 0) return [];
+    if ((await this.#run("sweep", expired)).length === 0) return NO_BATCH;
     return this.#transaction("sweep", () =>
-      expired().map((row) => {
-        const current = this.#load(row);
-        return this.#write(change(current.state), current);
-      }),
+      changeEach(
+        Number.POSITIVE_INFINITY,
+        expired,
+        (row) => this.#change(row, change),
+        (row, reason) => this.#quarantine(row, reason, filter.now),
+      ),
     );
   }
 
   appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult> {
     return this.#transaction("appendSteps", () => {
-      const row = this.#sql.read.get({ id });
-      if (row === undefined) throw new NotFoundError(id);
+      const row = this.#changeable(id);
       const state = fromColumns(row);
       fence(state, token);
       const last = this.#sql.lastStep.get({ id })?.last ?? undefined;
@@ -400,19 +466,42 @@ export class SqliteBackend implements RegistryBackend {
 
   /** A row as a state; the appended steps are read only if the row says there are some. */
   #load(row: StoredRow): Loaded {
-    const state = fromColumns(row);
-    if (row.has_steps === 0) return { state, appended: false };
-    const steps = this.#sql.stepsOf.all({ id: state.id }).map((step) => step.data);
-    return { state: { ...state, data: spliceSteps(state.data, steps) }, appended: true };
+    const loaded = unspliced(row);
+    if (!loaded.appended) return loaded;
+    const { id, data } = loaded.state;
+    const steps = this.#sql.stepsOf.all({ id }).map((step) => step.data);
+    return { ...loaded, state: { ...loaded.state, data: spliceStored(id, data, steps) } };
+  }
+
+  /** The task's row, for a change: NotFoundError if missing, refused if quarantined. */
+  #changeable(id: TaskId): StoredRow {
+    const row = this.#sql.read.get({ id });
+    if (row === undefined) throw new NotFoundError(id);
+    if (isQuarantined(row)) throw quarantinedError(id);
+    return row;
+  }
+
+  /** Store `change` of the task the row holds. */
+  #change(row: StoredRow, change: Change): TaskState {
+    const current = this.#load(row);
+    return this.#write(change(current.state), current);
+  }
+
+  /** Quarantine the row as it was read in this transaction. */
+  #quarantine(row: StoredRow, reason: string, now: number): Quarantined {
+    this.#sql.quarantine.get({ id: row.id, data: row.data, reason, at: now });
+    return { id: row.id as TaskId, kind: row.kind, status: row.status, reason, quarantinedAt: now };
   }
 
   /**
    * Store a whole state: its document now holds every step, so the steps appended to what
-   * was loaded are dropped.
+   * was loaded are dropped. Only a new document (put, cas, repair) reaches a quarantined
+   * task here, and it releases the task.
    */
   #write(state: TaskState, loaded: Loaded): TaskState {
     this.#sql.update.run(withDocumentColumns(state));
     if (loaded.appended) this.#sql.clearSteps.run({ id: state.id });
+    if (loaded.quarantined) this.#sql.release.run({ id: state.id });
     return state;
   }
 
@@ -467,6 +556,19 @@ function toColumns(state: TaskState, stepsInDocument = 0): Columns {
     idempotency_key: state.idempotencyKey,
     cancel_requested: state.cancelRequested ? 1 : 0,
     steps_in_document: stepsInDocument,
+  };
+}
+
+function isQuarantined(row: StoredRow): boolean {
+  return row.quarantined_at !== undefined && row.quarantined_at !== null;
+}
+
+/** A row as a state, without the steps appended to it. */
+function unspliced(row: StoredRow): Loaded {
+  return {
+    state: fromColumns(row),
+    appended: row.has_steps !== 0,
+    quarantined: isQuarantined(row),
   };
 }
 
@@ -648,7 +750,7 @@ function prepareStatements(db: Database.Database) {
   const { data: _data, steps_in_document: _count, ...scheduleColumns } = mutableColumns;
   const pendingBase = k
     .selectFrom("tasks")
-    .select("data")
+    .select(["id", "data"])
     .where("status", "=", PENDING)
     .orderBy("id")
     .limit(param<number>("limit"));
@@ -662,7 +764,9 @@ function prepareStatements(db: Database.Database) {
       .orderBy("priority", "desc")
       .orderBy("run_at")
       .orderBy("id");
-  const bestDue = due(withHasSteps(k.selectFrom("tasks").selectAll()));
+  // The columns of a state: the queue paths read no more than they need.
+  const stored = withHasSteps(k.selectFrom("tasks").select(COLUMN_NAMES));
+  const bestDue = due(stored);
   // A literal LIMIT 1: with a bound limit SQLite takes 15 µs instead of 5 for the same walk.
   const bestDue1 = bestDue.limit(sql.lit(1));
   const bestDueUpTo = bestDue.limit(param<number>("limit"));
@@ -672,7 +776,7 @@ function prepareStatements(db: Database.Database) {
     // Prepared once: db.pragma() prepares its statement on every call, and idle workers ask often.
     dataVersion: db.prepare("PRAGMA data_version").pluck(),
     read: prepare<{ id: string }, StoredRow>(
-      withHasSteps(k.selectFrom("tasks").selectAll()).where("id", "=", param<string>("id")),
+      stored.select("quarantined_at").where("id", "=", param<string>("id")),
     ),
     stepsOf: prepare<{ id: string }, { data: string }>(
       k
@@ -710,10 +814,48 @@ function prepareStatements(db: Database.Database) {
     listFrom: prepare<{ from: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("id", ">=", param<string>("from")).orderBy("id"),
     ),
-    pendingOfKind: prepare<{ kind: string; limit: number }, { data: string }>(
+    pendingOfKind: prepare<{ kind: string; limit: number }, { id: string; data: string }>(
       pendingBase.where("kind", "=", param<string>("kind")),
     ),
-    pendingAll: prepare<{ limit: number }, { data: string }>(pendingBase),
+    pendingAll: prepare<{ limit: number }, { id: string; data: string }>(pendingBase),
+    // Its status column becomes `failed`, which no queue index holds; its own is kept.
+    quarantine: prepare<
+      { id: string; data: string; reason: string; at: number },
+      Pick<Quarantined, "kind" | "status">
+    >(
+      k
+        .updateTable("tasks")
+        .set((eb) => ({
+          status: sql.lit("failed"),
+          quarantined_status: eb.ref("status"),
+          quarantine_reason: param<string>("reason"),
+          quarantined_at: param<number>("at"),
+        }))
+        .where("id", "=", param<string>("id"))
+        .where("data", "=", param<string>("data"))
+        .where("quarantined_at", "is", null)
+        .returning(["kind", "quarantined_status as status"]),
+    ),
+    release: prepare<{ id: string }, never>(
+      k
+        .updateTable("tasks")
+        .set({ quarantined_at: null, quarantine_reason: null, quarantined_status: null })
+        .where("id", "=", param<string>("id")),
+    ),
+    quarantinedRows: prepare<Record<string, never>, Quarantined>(
+      k
+        .selectFrom("tasks")
+        .select([
+          "id",
+          "kind",
+          "quarantined_status as status",
+          "quarantine_reason as reason",
+          "quarantined_at as quarantinedAt",
+        ])
+        .where("quarantined_at", "is not", null)
+        .orderBy("quarantined_at")
+        .orderBy("id"),
+    ),
     byIdempotencyKey: prepare<{ key: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("idempotency_key", "=", param<string>("key")),
     ),
@@ -730,13 +872,13 @@ function prepareStatements(db: Database.Database) {
     ),
     firstDueAny: prepare<{ now: number }, { id: string }>(firstDue),
     expired: prepare<{ now: number }, StoredRow>(
-      withHasSteps(k.selectFrom("tasks").selectAll())
+      stored
         .where("status", "=", RUNNING)
         .where("lease_expires_at", "<=", param<number>("now"))
         .orderBy("lease_expires_at"),
     ),
     expiredOrOwned: prepare<{ now: number; owner: string }, StoredRow>(
-      withHasSteps(k.selectFrom("tasks").selectAll())
+      stored
         .where("status", "=", RUNNING)
         .where((eb) =>
           eb.or([

@@ -29,6 +29,15 @@ export interface TasksTable {
   cancel_requested: number;
   /** Steps inside `data`'s checkpoint; appended ones in task_steps follow them. */
   steps_in_document: number;
+  /**
+   * When the document or last error was found not to decode; null unless quarantined. A
+   * quarantined row's `status` is `failed`, so no queue index holds it.
+   */
+  quarantined_at: number | null;
+  /** Why it was quarantined (the decoding error); null unless quarantined. */
+  quarantine_reason: string | null;
+  /** The status it had when quarantined (its document's, as far as the columns knew). */
+  quarantined_status: TaskStatus | null;
 }
 
 /** Steps appended since the task document was last written, spliced into its checkpoint on read. */

@@ -48,21 +48,45 @@ export function viewTask(task: Task): Task {
 }
 
 /**
- * Decode a document read from storage: a malformed one is a SerializationError, as in the seed.
- * For internal use: a task handed out goes through viewTask.
+ * Decode a document read from storage: a malformed one is a SerializationError, as in the
+ * seed, naming the task `id` when given. For internal use: a task handed out goes through
+ * viewTask.
  */
-export function decodeStoredTask(document: unknown): Task {
-  if (typeof document !== "string") {
-    throw new SerializationError(`the stored document is ${typeof document}, not text`);
+export function decodeStoredTask(document: unknown, id?: string): Task {
+  return decodeStored(document, id, "document", (text) => decodeWith(taskSchema, text));
+}
+
+/**
+ * Decode a task's stored last error (CruxErr JSON), with a `toJSON` as every CruxErr handed
+ * out has; a malformed one is a SerializationError.
+ */
+export function decodeStoredCruxErr(text: unknown, id?: string): CruxErr {
+  return decodeStored(text, id, "last error", (json) =>
+    withJsonView(decodeWith(cruxErrSchema, json, "$.lastError")),
+  );
+}
+
+function decodeStored<T>(
+  text: unknown,
+  id: string | undefined,
+  what: string,
+  decode: (text: string) => T,
+): T {
+  if (typeof text !== "string") {
+    throw new SerializationError(`${about(id)}the stored ${what} is ${typeof text}, not text`);
   }
   try {
-    return decodeWith(taskSchema, document);
+    return decode(text);
   } catch (error) {
     if (error instanceof RegistryError) {
-      throw new SerializationError(error.message, { cause: error });
+      throw new SerializationError(`${about(id)}${error.message}`, { cause: error });
     }
     throw error;
   }
+}
+
+function about(id: string | undefined): string {
+  return id === undefined ? "" : `task ${id}: `;
 }
 
 /**
@@ -127,18 +151,18 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, root = 
   throw new ValidationError(path, issue?.message ?? "invalid value", { cause: result.error });
 }
 
-function decodeWith<S extends z.ZodType>(schema: S, text: string): z.output<S> {
-  if (typeof text !== "string") throw new ValidationError("$", "expected JSON text (a string)");
+function decodeWith<S extends z.ZodType>(schema: S, text: string, root = "$"): z.output<S> {
+  if (typeof text !== "string") throw new ValidationError(root, "expected JSON text (a string)");
   let parsed: unknown;
   try {
     parsed = parseJson(text);
   } catch (error) {
     if (error instanceof JsonSyntaxError) {
-      throw new ValidationError("$", error.message, { cause: error });
+      throw new ValidationError(root, error.message, { cause: error });
     }
     throw error;
   }
-  return validate(schema, parsed);
+  return validate(schema, parsed, root);
 }
 
 /*

@@ -23,6 +23,15 @@ function craftedId(time: string, random = ""): TaskId {
   return id;
 }
 
+/** The documents pending() lists, in its order. */
+async function pendingDocuments(
+  db: RegistryBackend,
+  kind: string,
+  limit?: number,
+): Promise<string[]> {
+  return (await db.pending(kind, limit)).map((stored) => stored.data);
+}
+
 /** Awaits `run()` and returns its rejection; a synchronous throw or a fulfilment fails the test. */
 async function rejection(run: () => Promise<unknown>): Promise<unknown> {
   let promise: Promise<unknown>;
@@ -88,18 +97,18 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     it("put overwrites unconditionally, including kind and status", async () => {
       const id = newTaskId();
       await db.put(id, taskRow(id, "build", "running"));
-      expect(await db.pending("")).toEqual([]);
+      expect(await pendingDocuments(db, "")).toEqual([]);
 
       const second = taskRow(id, "deploy", "pending", 2);
       await db.put(id, second);
       expect(await db.get(id)).toBe(second.data);
-      expect(await db.pending("build")).toEqual([]);
-      expect(await db.pending("deploy")).toEqual([second.data]);
+      expect(await pendingDocuments(db, "build")).toEqual([]);
+      expect(await pendingDocuments(db, "deploy")).toEqual([second.data]);
 
       const third = taskRow(id, "deploy", "done", 3);
       await db.put(id, third);
       expect(await db.get(id)).toBe(third.data);
-      expect(await db.pending("")).toEqual([]);
+      expect(await pendingDocuments(db, "")).toEqual([]);
       expect(await db.list("")).toEqual([id]);
     });
   });
@@ -176,11 +185,11 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       expect(await db.cas(id, before.data, after)).toBe(true);
       expect(await db.get(id)).toBe(after.data);
       // The indexed columns follow the new row.
-      expect(await db.pending("")).toEqual([]);
+      expect(await pendingDocuments(db, "")).toEqual([]);
       const again = taskRow(id, "deploy", "pending", 3);
       expect(await db.cas(id, after.data, again)).toBe(true);
-      expect(await db.pending("deploy")).toEqual([again.data]);
-      expect(await db.pending("build")).toEqual([]);
+      expect(await pendingDocuments(db, "deploy")).toEqual([again.data]);
+      expect(await pendingDocuments(db, "build")).toEqual([]);
     });
 
     it("returns false and writes nothing when the document differs", async () => {
@@ -201,7 +210,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
         expect(expected).not.toBe(stored.data);
         expect(await db.cas(id, expected, next)).toBe(false);
         expect(await db.get(id)).toBe(stored.data);
-        expect(await db.pending("build")).toEqual([stored.data]);
+        expect(await pendingDocuments(db, "build")).toEqual([stored.data]);
       }
     });
 
@@ -227,7 +236,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       expect(await db.cas(id, row.data, row)).toBe(false);
       expect(await db.get(id)).toBeUndefined();
       expect(await db.list("")).toEqual([other]);
-      expect(await db.pending("k")).toEqual([otherRow.data]);
+      expect(await pendingDocuments(db, "k")).toEqual([otherRow.data]);
     });
 
     it("compares any well-formed text byte for byte", async () => {
@@ -276,11 +285,11 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       for (const i of [7, 2, 5, 0, 6, 3, 1, 4]) await db.put(ids[i] as TaskId, rows[i] as TaskRow);
 
       const docs = (...indexes: number[]) => indexes.map((i) => rows[i]?.data);
-      expect(await db.pending("a")).toEqual(docs(0, 3, 7));
-      expect(await db.pending("b")).toEqual(docs(1, 6));
-      expect(await db.pending("c")).toEqual([]);
-      expect(await db.pending("missing")).toEqual([]);
-      expect(await db.pending("")).toEqual(docs(0, 1, 3, 6, 7));
+      expect(await pendingDocuments(db, "a")).toEqual(docs(0, 3, 7));
+      expect(await pendingDocuments(db, "b")).toEqual(docs(1, 6));
+      expect(await pendingDocuments(db, "c")).toEqual([]);
+      expect(await pendingDocuments(db, "missing")).toEqual([]);
+      expect(await pendingDocuments(db, "")).toEqual(docs(0, 1, 3, 6, 7));
     });
 
     it("honours limit, keeping the oldest", async () => {
@@ -290,12 +299,12 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       await db.put(done, taskRow(done, "a", "done"));
       const all = await Promise.all(ids.map((id) => db.get(id)));
 
-      expect(await db.pending("a", 1)).toEqual(all.slice(0, 1));
-      expect(await db.pending("a", 3)).toEqual(all.slice(0, 3));
-      expect(await db.pending("", 2)).toEqual(all.slice(0, 2));
-      expect(await db.pending("a", 5)).toEqual(all);
-      expect(await db.pending("a", 100)).toEqual(all);
-      expect(await db.pending("")).toEqual(all);
+      expect(await pendingDocuments(db, "a", 1)).toEqual(all.slice(0, 1));
+      expect(await pendingDocuments(db, "a", 3)).toEqual(all.slice(0, 3));
+      expect(await pendingDocuments(db, "", 2)).toEqual(all.slice(0, 2));
+      expect(await pendingDocuments(db, "a", 5)).toEqual(all);
+      expect(await pendingDocuments(db, "a", 100)).toEqual(all);
+      expect(await pendingDocuments(db, "")).toEqual(all);
     });
 
     it("reads kind and status from the row, treating the document as opaque", async () => {
@@ -303,7 +312,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       await db.put(id, { kind: "k", status: "pending", data: "not json" });
       const done = newTaskId();
       await db.put(done, { kind: "k", status: "done", data: '{"status":"pending"}' });
-      expect(await db.pending("k")).toEqual(["not json"]);
+      expect(await pendingDocuments(db, "k")).toEqual(["not json"]);
     });
 
     it("matches a filter over random rows", async () => {
@@ -339,7 +348,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
             for (const { kind, limit } of queries) {
               const expected = rows
                 .filter((r) => r.status === "pending" && (kind === "" || r.kind === kind))
-                .map((r) => r.data)
+                .map((r) => ({ id: r.id, data: r.data }))
                 .slice(0, limit);
               expect(await b.pending(kind, limit)).toEqual(expected);
             }

@@ -15,23 +15,13 @@ import { TaskRegistry } from "../../src/registry.js";
 import { MIGRATION_TABLE } from "../../src/sql/tables.js";
 import { writeTask } from "../../src/wire/codec.js";
 import type { TaskStatus } from "../../src/wire/schema.js";
-import { tempDbPath } from "../support/backends.js";
+import { tempDbPath, withDb } from "../support/backends.js";
 
 const MIGRATION_NAMES = Object.keys(MIGRATIONS).sort();
 
 interface MigrationRow {
   name: string;
   timestamp: string;
-}
-
-/** Run `fn` on a plain connection of our own, then close it. */
-function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
-  const db = new Database(file, { fileMustExist: true });
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
 }
 
 function migrationRows(file: string): MigrationRow[] {

@@ -5,6 +5,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { MemoryBackend } from "../../src/backend/memory.js";
 import type { RegistryBackend } from "../../src/backend/port.js";
 import { SqliteBackend } from "../../src/backend/sqlite.js";
@@ -23,4 +24,14 @@ export const BACKENDS: readonly BackendFactory[] = [
 /** A fresh path in a new temporary folder; the file does not exist yet. */
 export function tempDbPath(name = "registry.db"): string {
   return join(mkdtempSync(join(tmpdir(), "cruxx-registry-")), name);
+}
+
+/** Run `fn` on a plain connection of our own to an existing file, then close it. */
+export function withDb<T>(file: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }

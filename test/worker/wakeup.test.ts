@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryBackend } from "../../src/backend/memory.js";
+import type { Batch } from "../../src/backend/port.js";
 import { SqliteBackend } from "../../src/backend/sqlite.js";
 import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
@@ -170,8 +171,8 @@ describe("another connection in this process, on the same SQLite file", () => {
         if (typeof value !== "function") return value;
         if (property !== "claim") return value.bind(target);
         return async (...args: unknown[]) => {
-          const claimed: unknown = await value.apply(target, args);
-          if (injected === undefined && Array.isArray(claimed) && claimed.length === 0) {
+          const claimed = (await value.apply(target, args)) as Batch;
+          if (injected === undefined && claimed.changed.length === 0) {
             injected = other.submit("job", null, { runAt: Date.now() - 1000 });
             await injected;
           }
