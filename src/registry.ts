@@ -95,8 +95,9 @@ export interface TaskRegistryOptions {
   /** Backoff between runs of a failing task (with jitter: each delay is 50–100% of this). */
   readonly retryBackoff?: Partial<RetryBackoff>;
   /**
-   * The clock, in epoch ms: an integer from 0 to 2^48 − 1, else the operation reading it fails
-   * with VALIDATION at `$.clock`. Tests move it to expire leases without sleeping.
+   * The clock, in epoch ms: an integer from 0 (1970) to 9999-12-31T23:59:59.999Z, else the
+   * operation reading it fails with VALIDATION at `$.clock`. Tests move it to expire leases
+   * without sleeping.
    */
   readonly clock?: () => number;
 }
