@@ -5,6 +5,7 @@
  * documents are decoded here; below, everything is plain typed values.
  */
 import { randomUUID } from "node:crypto";
+import { types } from "node:util";
 import type { z } from "zod";
 import {
   checkedClock,
@@ -716,8 +717,20 @@ function decodeStoredCruxErr(text: string): CruxErr {
  * control, so it is repaired, not refused: lone surrogates become U+FFFD.
  */
 function toCruxErr(error: unknown): CruxErr {
-  if (error instanceof CruxFailure) return checkCruxErr(error.err, "$.error.err");
-  if (error instanceof Error) return failure(messageOf(error));
+  let kind: "failure" | "error" | "other";
+  try {
+    // An Error of another realm (a `vm` context's) is not `instanceof Error`.
+    kind =
+      error instanceof CruxFailure
+        ? "failure"
+        : types.isNativeError(error) || error instanceof Error
+          ? "error"
+          : "other";
+  } catch (cause) {
+    throw new ValidationError("$.error", "the value cannot be read", { cause }); // a Proxy trap
+  }
+  if (kind === "failure") return checkCruxErr((error as CruxFailure).err, "$.error.err");
+  if (kind === "error") return failure(messageOf(error as Error));
   if (typeof error === "string") return failure(error.toWellFormed());
   return checkCruxErr(error, "$.error");
 }

@@ -364,6 +364,9 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
       for (const [error, cause] of causes) expect(error.cause).toBe(cause);
       const revoked = await refused(() => reg.submit("work", revocable.proxy), "$.input");
       expect(revoked.cause).toBeInstanceOf(TypeError);
+      // fail() asks what it was given (`instanceof`) first: a revoked Proxy throws even there.
+      const failed = await refused(() => reg.fail(id, token, revocable.proxy), "$.error");
+      expect(failed.cause).toBeInstanceOf(TypeError);
     });
 
     it("JSON.stringify works on every task, record, checkpoint, error and event, u64 bigints as decimal strings", async () => {
