@@ -367,6 +367,10 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
       // fail() asks what it was given (`instanceof`) first: a revoked Proxy throws even there.
       const failed = await refused(() => reg.fail(id, token, revocable.proxy), "$.error");
       expect(failed.cause).toBeInstanceOf(TypeError);
+      // zod words an issue's message when it is read, looking at the revoked Proxy again.
+      const proxyId = await refused(() => reg.get(bad(revocable.proxy)), "$.id");
+      expect(proxyId.cause).toBeInstanceOf(TypeError);
+      await refused(() => reg.updateStatus(id, bad(revocable.proxy)), "$.status");
     });
 
     it("JSON.stringify works on every task, record, checkpoint, error and event, u64 bigints as decimal strings", async () => {
