@@ -16,6 +16,15 @@ afterEach(() => h.cleanup());
 const cyclic: Record<string, unknown> = { name: "loop" };
 cyclic.self = cyclic;
 
+/** `error` whose `key` is a getter that throws. */
+function throwingGetter(error: Error, key: string): Error {
+  return Object.defineProperty(error, key, {
+    get() {
+      throw new Error(key);
+    },
+  });
+}
+
 /** Thrown values that are not Errors, and how the stored message describes each. */
 const NON_ERRORS: readonly (readonly [string, () => unknown, string])[] = [
   ["a plain object", () => ({ a: 1 }), "{ a: 1 }"],
@@ -82,19 +91,24 @@ describe.each(BACKENDS)("failing runs on $name", (factory) => {
     return h.track(new TaskRegistry(await factory.open()));
   }
 
+  /** The error stored for a task of one run whose handler throws `make()`. */
+  async function errorOfThrowing(make: () => unknown): Promise<CruxErr | null> {
+    const registry = await open();
+    const id = await registry.submit("job", null, { maxAttempts: 1 });
+    const done = settled(registry, id);
+    h.work(registry, "job", async () => {
+      throw make();
+    });
+    expect(await done).toBe("failed");
+    return (await registry.inspect(id)).lastError;
+  }
+
   // The default lease is 30 s: a run whose fail() were refused would only end at its expiry,
   // long after `settled` gives up.
   it.each(NON_ERRORS)(
     "a handler that throws %s fails the run at once, describing the value",
     async (_label, make, description) => {
-      const registry = await open();
-      const id = await registry.submit("job", null, { maxAttempts: 1 });
-      const done = settled(registry, id);
-      h.work(registry, "job", async () => {
-        throw make();
-      });
-      expect(await done).toBe("failed");
-      expect((await registry.inspect(id)).lastError).toEqual({
+      expect(await errorOfThrowing(make)).toEqual({
         kind: "step_failed",
         step: "",
         message: `the handler threw a non-Error value: ${description}`,
@@ -135,22 +149,12 @@ describe.each(BACKENDS)("failing runs on $name", (factory) => {
     ],
     [
       "an Error whose message getter throws",
-      () =>
-        Object.defineProperty(new Error("hidden"), "message", {
-          get() {
-            throw new Error("message");
-          },
-        }),
+      () => throwingGetter(new Error("hidden"), "message"),
       "the handler threw an Error whose message is not text: something util.inspect cannot show (typeof object)",
     ],
     [
       "an Error whose code getter throws (the worker asks for LEASE_LOST)",
-      () =>
-        Object.defineProperty(new Error("plain"), "code", {
-          get() {
-            throw new Error("code");
-          },
-        }),
+      () => throwingGetter(new Error("plain"), "code"),
       "plain",
     ],
     [
@@ -161,14 +165,7 @@ describe.each(BACKENDS)("failing runs on $name", (factory) => {
   ])(
     "a handler that throws %s fails the run at once (its fail() was refused)",
     async (_label, make, message) => {
-      const registry = await open();
-      const id = await registry.submit("job", null, { maxAttempts: 1 });
-      const done = settled(registry, id);
-      h.work(registry, "job", async () => {
-        throw make();
-      });
-      expect(await done).toBe("failed");
-      const error = (await registry.inspect(id)).lastError;
+      const error = await errorOfThrowing(make);
       expect(error).toMatchObject({ kind: "step_failed", step: "" });
       expect(error?.kind === "step_failed" && error.message.startsWith(message)).toBe(true);
       expect(h.errors).toEqual([]);
