@@ -5,7 +5,7 @@
 import { z } from "zod";
 import type { KindFilter } from "./backend/port.js";
 import { ValidationError } from "./errors.js";
-import { MAX_TIME, type TaskId } from "./ids.js";
+import type { TaskId } from "./ids.js";
 import {
   checkText,
   DEPTH,
@@ -73,8 +73,16 @@ export function checkReason(reason: unknown): string {
 }
 
 /**
- * The `clock` option, checked each time it is read: an integer epoch ms from 0 to 2^48 − 1
- * (what a ULID holds), else a ValidationError at `$.clock` before anything is written.
+ * The last ms whose RFC 3339 timestamp has a four-digit year (9999-12-31T23:59:59.999Z): a
+ * later one prints as `+010000-…`, which no reader (ours, chrono) takes. It is under 2^48, so
+ * a ULID holds it too.
+ */
+export const LAST_CLOCK_MS = 253_402_300_799_999;
+
+/**
+ * The `clock` option, checked each time it is read: an integer epoch ms from 0 to
+ * LAST_CLOCK_MS (the timestamps a run stores are made from it), else a ValidationError at
+ * `$.clock` before anything is written.
  */
 export function checkedClock(clock: unknown): () => number {
   if (typeof clock !== "function") {
@@ -87,11 +95,11 @@ export function checkedClock(clock: unknown): () => number {
     } catch (cause) {
       throw new ValidationError("$.clock", "the clock threw", { cause });
     }
-    if (typeof now !== "number" || !Number.isSafeInteger(now) || now < 0 || now > MAX_TIME) {
+    if (typeof now !== "number" || !Number.isSafeInteger(now) || now < 0 || now > LAST_CLOCK_MS) {
       const got = typeof now === "number" ? String(now) : typeof now;
       throw new ValidationError(
         "$.clock",
-        `expected an integer epoch ms from 0 to 2^48 - 1, got ${got}`,
+        `expected an integer epoch ms from 0 to ${LAST_CLOCK_MS} (9999-12-31T23:59:59.999Z), got ${got}`,
       );
     }
     return now;

@@ -129,7 +129,12 @@ export class InvalidStateError extends RegistryError {
 }
 
 export function isRegistryError(error: unknown): error is RegistryError {
-  const code: unknown = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  let code: unknown;
+  try {
+    code = error instanceof Error ? (error as { code?: unknown }).code : undefined;
+  } catch {
+    return false; // a Proxy trap or a `code` getter threw: not one of ours
+  }
   return typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code);
 }
 

@@ -5,6 +5,7 @@
  * documents are decoded here; below, everything is plain typed values.
  */
 import { randomUUID } from "node:crypto";
+import { types } from "node:util";
 import type { z } from "zod";
 import {
   checkedClock,
@@ -104,8 +105,9 @@ export interface TaskRegistryOptions {
   /** Backoff between runs of a failing task (with jitter: each delay is 50–100% of this). */
   readonly retryBackoff?: Partial<RetryBackoff>;
   /**
-   * The clock, in epoch ms: an integer from 0 to 2^48 − 1, else the operation reading it fails
-   * with VALIDATION at `$.clock`. Tests move it to expire leases without sleeping.
+   * The clock, in epoch ms: an integer from 0 (1970) to 9999-12-31T23:59:59.999Z, else the
+   * operation reading it fails with VALIDATION at `$.clock`. Tests move it to expire leases
+   * without sleeping.
    */
   readonly clock?: () => number;
 }
@@ -820,8 +822,20 @@ function toRecord(state: TaskState): TaskRecord {
  * control, so it is repaired, not refused: lone surrogates become U+FFFD.
  */
 function toCruxErr(error: unknown): CruxErr {
-  if (error instanceof CruxFailure) return checkCruxErr(error.err, "$.error.err");
-  if (error instanceof Error) return failure(messageOf(error));
+  let kind: "failure" | "error" | "other";
+  try {
+    // An Error of another realm (a `vm` context's) is not `instanceof Error`.
+    kind =
+      error instanceof CruxFailure
+        ? "failure"
+        : types.isNativeError(error) || error instanceof Error
+          ? "error"
+          : "other";
+  } catch (cause) {
+    throw new ValidationError("$.error", "the value cannot be read", { cause }); // a Proxy trap
+  }
+  if (kind === "failure") return checkCruxErr((error as CruxFailure).err, "$.error.err");
+  if (kind === "error") return failure(messageOf(error as Error));
   if (typeof error === "string") return failure(error.toWellFormed());
   return checkCruxErr(error, "$.error");
 }

@@ -146,9 +146,17 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, root = 
     throw new ValidationError(root, "the value cannot be read", { cause: error });
   }
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const path = issue ? formatPath(root, issue.path) : root;
-  throw new ValidationError(path, issue?.message ?? "invalid value", { cause: result.error });
+  let path = root;
+  let message = "invalid value";
+  try {
+    const issue = result.error.issues[0];
+    path = issue ? formatPath(root, issue.path) : root;
+    message = issue?.message ?? message;
+  } catch (error) {
+    // zod words its message when it is first read, looking at the value again (a revoked Proxy).
+    throw new ValidationError(root, "the value cannot be read", { cause: error });
+  }
+  throw new ValidationError(path, message, { cause: result.error });
 }
 
 function decodeWith<S extends z.ZodType>(schema: S, text: string, root = "$"): z.output<S> {

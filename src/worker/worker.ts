@@ -322,7 +322,7 @@ export class Worker {
     } catch (thrown) {
       // First of all: any other look at a thrown value (a Proxy, say) could throw again.
       const error = asError(thrown, "the handler");
-      if (run.released || hasErrorCode(error, "LEASE_LOST")) return; // the task is someone else's now
+      if (run.released || leaseLostOn(error, id)) return; // the task is someone else's now
       const final = finalFailure(error);
       const reason = controller.aborted ? controller.reason : (final ?? error);
       try {
@@ -351,6 +351,18 @@ export class Worker {
       else if (!this.#stopIfClosed(error)) this.#onError(error);
     }
   }
+}
+
+/**
+ * Whether `error` says this run's own lease on task `id` is gone: a LEASE_LOST about another
+ * task (one the handler itself claimed, say) is the handler's failure like any other error.
+ * Read as a data property: a getter of the handler's error must not run here.
+ */
+function leaseLostOn(error: Error, id: string): boolean {
+  return (
+    hasErrorCode(error, "LEASE_LOST") &&
+    Object.getOwnPropertyDescriptor(error, "taskId")?.value === id
+  );
 }
 
 /** Why an idle wait's helpers are told to stop: it is over. */

@@ -295,6 +295,23 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
       expect(() => new TaskRegistry(backend, { clock: bad(5) })).toThrow(ValidationError);
     });
 
+    it("a clock past 9999-12-31: VALIDATION at $.clock, since a claim or cancel would store a timestamp no reader takes", async () => {
+      const last = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+      const { id } = await running();
+      clock.now = last + 1;
+      await refused(() => reg.submit("work", 1), "$.clock");
+      await refused(() => reg.claim("work", { owner: "w" }), "$.clock");
+      await refused(() => reg.cancel(id), "$.clock");
+      clock.now = last;
+      const late = await reg.submit("late", 1);
+      const claimed = await reg.claim("late", { owner: "w" });
+      await reg.complete(late, claimed?.lease.token ?? "", 1);
+      expect((await readBack(late)).task.checkpoint?.finished_at).toBe("9999-12-31T23:59:59.999Z");
+      await reg.cancel(await reg.submit("late", 2));
+      expect((await readBack(id)).task.status).toBe("running");
+      expect(await reg.pending("")).toEqual([]);
+    });
+
     it("a value with a throwing getter or a Proxy: VALIDATION with the caller's error as its cause", async () => {
       const { id, token } = await running();
       const boom = new Error("getter threw");
@@ -347,6 +364,13 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
       for (const [error, cause] of causes) expect(error.cause).toBe(cause);
       const revoked = await refused(() => reg.submit("work", revocable.proxy), "$.input");
       expect(revoked.cause).toBeInstanceOf(TypeError);
+      // fail() asks what it was given (`instanceof`) first: a revoked Proxy throws even there.
+      const failed = await refused(() => reg.fail(id, token, revocable.proxy), "$.error");
+      expect(failed.cause).toBeInstanceOf(TypeError);
+      // zod words an issue's message when it is read, looking at the revoked Proxy again.
+      const proxyId = await refused(() => reg.get(bad(revocable.proxy)), "$.id");
+      expect(proxyId.cause).toBeInstanceOf(TypeError);
+      await refused(() => reg.updateStatus(id, bad(revocable.proxy)), "$.status");
     });
 
     it("JSON.stringify works on every task, record, checkpoint, error and event, u64 bigints as decimal strings", async () => {

@@ -3,6 +3,7 @@
  * value that is not an Error, a step whose result cannot be stored, and a cancel that races
  * the handler's return.
  */
+import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { TaskRegistry } from "../../src/registry.js";
 import type { CruxErr } from "../../src/wire/schema.js";
@@ -14,6 +15,15 @@ afterEach(() => h.cleanup());
 
 const cyclic: Record<string, unknown> = { name: "loop" };
 cyclic.self = cyclic;
+
+/** `error` whose `key` is a getter that throws. */
+function throwingGetter(error: Error, key: string): Error {
+  return Object.defineProperty(error, key, {
+    get() {
+      throw new Error(key);
+    },
+  });
+}
 
 /** Thrown values that are not Errors, and how the stored message describes each. */
 const NON_ERRORS: readonly (readonly [string, () => unknown, string])[] = [
@@ -34,6 +44,27 @@ const NON_ERRORS: readonly (readonly [string, () => unknown, string])[] = [
     "{ toString: [Function: toString] }",
   ],
   ["an object without a prototype", () => Object.create(null), "[Object: null prototype] {}"],
+  [
+    "an object whose Symbol.toStringTag getter throws (util.inspect reads it)",
+    () => ({
+      get [Symbol.toStringTag](): string {
+        throw new Error("tag");
+      },
+    }),
+    "something util.inspect cannot show (typeof object)",
+  ],
+  [
+    "an object on Error.prototype whose stack getter throws",
+    () =>
+      Object.create(Error.prototype, {
+        stack: {
+          get() {
+            throw new Error("stack");
+          },
+        },
+      }),
+    "something util.inspect cannot show (typeof object)",
+  ],
   [
     "a Proxy whose every trap throws",
     () =>
@@ -60,19 +91,24 @@ describe.each(BACKENDS)("failing runs on $name", (factory) => {
     return h.track(new TaskRegistry(await factory.open()));
   }
 
+  /** The error stored for a task of one run whose handler throws `make()`. */
+  async function errorOfThrowing(make: () => unknown): Promise<CruxErr | null> {
+    const registry = await open();
+    const id = await registry.submit("job", null, { maxAttempts: 1 });
+    const done = settled(registry, id);
+    h.work(registry, "job", async () => {
+      throw make();
+    });
+    expect(await done).toBe("failed");
+    return (await registry.inspect(id)).lastError;
+  }
+
   // The default lease is 30 s: a run whose fail() were refused would only end at its expiry,
   // long after `settled` gives up.
   it.each(NON_ERRORS)(
     "a handler that throws %s fails the run at once, describing the value",
     async (_label, make, description) => {
-      const registry = await open();
-      const id = await registry.submit("job", null, { maxAttempts: 1 });
-      const done = settled(registry, id);
-      h.work(registry, "job", async () => {
-        throw make();
-      });
-      expect(await done).toBe("failed");
-      expect((await registry.inspect(id)).lastError).toEqual({
+      expect(await errorOfThrowing(make)).toEqual({
         kind: "step_failed",
         step: "",
         message: `the handler threw a non-Error value: ${description}`,
@@ -104,6 +140,53 @@ describe.each(BACKENDS)("failing runs on $name", (factory) => {
       expect(h.errors).toEqual([]);
     },
   );
+
+  it.each([
+    [
+      "an Error of another realm (a vm context's)",
+      () => runInNewContext("new Error('from a vm')"),
+      "from a vm",
+    ],
+    [
+      "an Error whose message getter throws",
+      () => throwingGetter(new Error("hidden"), "message"),
+      "the handler threw an Error whose message is not text: something util.inspect cannot show (typeof object)",
+    ],
+    [
+      "an Error whose code getter throws (the worker asks for LEASE_LOST)",
+      () => throwingGetter(new Error("plain"), "code"),
+      "plain",
+    ],
+    [
+      "an Error whose message is not text",
+      () => Object.assign(new Error(), { message: 42 }),
+      "the handler threw an Error whose message is not text: ",
+    ],
+  ])(
+    "a handler that throws %s fails the run at once (its fail() was refused)",
+    async (_label, make, message) => {
+      const error = await errorOfThrowing(make);
+      expect(error).toMatchObject({ kind: "step_failed", step: "" });
+      expect(error?.kind === "step_failed" && error.message.startsWith(message)).toBe(true);
+      expect(h.errors).toEqual([]);
+    },
+  );
+
+  it("a handler that lets a LEASE_LOST about another task escape fails its own run, not abandons it", async () => {
+    const registry = await open();
+    const id = await registry.submit("job", null, { maxAttempts: 1 });
+    const other = await registry.submit("other", null);
+    const done = settled(registry, id);
+    h.work(registry, "job", async () => {
+      const claimed = await registry.claim("other", { owner: "handler" });
+      await registry.updateStatus(other, "pending"); // its lease ends
+      await registry.complete(other, claimed?.lease.token ?? "", 1);
+    });
+    expect(await done).toBe("failed");
+    expect((await registry.inspect(id)).lastError).toMatchObject({
+      message: expect.stringContaining(`lease lost on task ${other}`),
+    });
+  });
 
   class Point {
     x = 1;
