@@ -84,7 +84,7 @@ export type Change = (current: TaskState) => TaskState;
 export interface Quarantined {
   readonly id: TaskId;
   readonly kind: string;
-  /** Its status column, as stored. */
+  /** The status it had when it was quarantined. */
   readonly status: TaskStatus;
   /** Why: the decoding error's message. */
   readonly reason: string;
