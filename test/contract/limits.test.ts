@@ -384,29 +384,22 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
           },
         },
       );
-      const getter = {
-        get leaseMs(): number {
-          throw boom;
-        },
-        get owner(): string {
-          throw boom;
-        },
-        get limit(): number {
-          throw boom;
-        },
-        get final(): boolean {
-          throw boom;
-        },
-        get timeoutMs(): number {
-          throw boom;
-        },
-        get delayMs(): number {
-          throw boom;
-        },
-        get casRetries(): number {
-          throw boom;
-        },
-      };
+      // A throwing getter for the first field each method reads.
+      const fields = ["leaseMs", "owner", "limit", "final", "timeoutMs", "delayMs", "casRetries"];
+      const getter = Object.defineProperties(
+        {},
+        Object.fromEntries(
+          fields.map((field) => [
+            field,
+            {
+              enumerable: true,
+              get: () => {
+                throw boom;
+              },
+            },
+          ]),
+        ),
+      );
       const listTrap = new Proxy([], {
         get: () => {
           throw boom;
