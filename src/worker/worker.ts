@@ -151,6 +151,9 @@ export class Worker {
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new ValidationError("$.signal", "expected an AbortSignal");
     }
+    if (options.onError !== undefined && typeof options.onError !== "function") {
+      throw new ValidationError("$.onError", "expected a function");
+    }
     this.#onError = options.onError ?? ((error) => console.error("cruxx-registry worker:", error));
     options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
     // cancel() in this process reaches the run at once; from another process, at the run's

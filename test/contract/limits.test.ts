@@ -460,6 +460,7 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
         [() => reg.work("work", () => 1, { owner: "updateStatus" }), "$.owner"],
         [() => reg.work("work", () => 1, { owner: "" }), "$.owner"],
         [() => reg.work("work", () => 1, { signal: bad({}) }), "$.signal"],
+        [() => reg.work("work", () => 1, { onError: bad("log") }), "$.onError"],
         [() => reg.on("submitted", bad(5)), "$.listener"],
         [() => reg.on(bad<"submitted">("bogus"), () => {}), "$.name"],
       ];
