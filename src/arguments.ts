@@ -4,8 +4,9 @@
  */
 import { z } from "zod";
 import type { KindFilter } from "./backend/port.js";
-import { ValidationError } from "./errors.js";
+import { formatPath, ValidationError } from "./errors.js";
 import type { TaskId } from "./ids.js";
+import { SEED_LEASE_OWNER } from "./lifecycle.js";
 import {
   checkText,
   DEPTH,
@@ -57,14 +58,73 @@ export function checkKind(kind: unknown, path = "$.kind"): string {
 export function checkKinds(kinds: unknown): KindFilter {
   if (kinds === "") return [];
   if (typeof kinds === "string") return [checkKind(kinds, "$.kinds")];
-  if (!Array.isArray(kinds)) {
-    throw new ValidationError("$.kinds", "expected a kind or an array of kinds");
+  const items = arrayItems(kinds, "$.kinds", "expected a kind or an array of kinds");
+  return items.map((kind, i) => checkKind(kind, `$.kinds[${i}]`));
+}
+
+/**
+ * The fields `keys` of an options argument, each read once (absent ones left out):
+ * `undefined` gives `{}`; anything but a non-array object is VALIDATION at `path`, and so is a
+ * field that cannot be read (a throwing getter or Proxy trap, kept as the `cause`), so the
+ * caller's own error never escapes. Later checks see only the copy.
+ */
+export function optionsObject<T extends object, K extends keyof T & string>(
+  value: T | null | undefined,
+  keys: readonly K[],
+  path = "$",
+  expected = "expected an options object",
+): Partial<Pick<T, K>> {
+  if (value === undefined) return {};
+  const out: Partial<Pick<T, K>> = {};
+  let key: K | undefined;
+  try {
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new ValidationError(path, expected);
+    }
+    for (key of keys) {
+      const field = value[key];
+      if (field !== undefined) out[key] = field;
+    }
+  } catch (cause) {
+    if (cause instanceof ValidationError) throw cause;
+    const where = key === undefined ? path : formatPath(path, [key]);
+    throw new ValidationError(where, "the value cannot be read", { cause });
   }
-  return kinds.map((kind, i) => checkKind(kind, `$.kinds[${i}]`));
+  return out;
+}
+
+/**
+ * An array argument's items, read once: anything but an array is VALIDATION at `path`, a hole
+ * or an item that cannot be read (a Proxy trap) at its index.
+ */
+export function arrayItems(value: unknown, path: string, expected: string): unknown[] {
+  const items: unknown[] = [];
+  let at = path;
+  try {
+    if (!Array.isArray(value)) throw new ValidationError(path, expected);
+    const length: number = value.length;
+    for (let i = 0; i < length; i++) {
+      at = `${path}[${i}]`;
+      if (!Object.hasOwn(value, i)) throw new ValidationError(at, "expected an item, not a hole");
+      items.push(value[i]);
+    }
+  } catch (cause) {
+    if (cause instanceof ValidationError) throw cause;
+    throw new ValidationError(at, "the value cannot be read", { cause });
+  }
+  return items;
 }
 
 export function checkOwner(owner: unknown): string {
   return checkText(owner, "$.owner", 1, MAX_OWNER_LENGTH);
+}
+
+/** A lease owner a worker or claim() may use: not the one updateStatus() leases under. */
+export function checkLeaseOwner(owner: unknown): string {
+  if (checkOwner(owner) === SEED_LEASE_OWNER) {
+    throw new ValidationError("$.owner", `"${SEED_LEASE_OWNER}" is the owner updateStatus() uses`);
+  }
+  return owner as string;
 }
 
 /** The reason given to cancel(): stored in the task's CruxErr. */

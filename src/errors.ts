@@ -138,10 +138,28 @@ export function isRegistryError(error: unknown): error is RegistryError {
   return typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code);
 }
 
-/** Narrow an unknown error to the RegistryError subclass carrying `code`. */
+/** The RegistryError subclass each code is thrown as. */
+export interface ErrorByCode {
+  NOT_FOUND: NotFoundError;
+  CONFLICT: ConflictError;
+  SERIALIZATION: SerializationError;
+  STORAGE: StorageError;
+  VALIDATION: ValidationError;
+  SCHEMA_VERSION: SchemaVersionError;
+  BUSY: BusyError;
+  READ_ONLY: ReadOnlyError;
+  CLOSED: ClosedError;
+  LEASE_LOST: LeaseLostError;
+  INVALID_STATE: InvalidStateError;
+}
+
+/**
+ * Narrow an unknown error to the RegistryError subclass carrying `code` (by code, not
+ * `instanceof`: `hasErrorCode(e, "VALIDATION")` gives `e.path`).
+ */
 export function hasErrorCode<C extends ErrorCode>(
   error: unknown,
   code: C,
-): error is RegistryError & { readonly code: C } {
+): error is ErrorByCode[C] {
   return isRegistryError(error) && error.code === code;
 }

@@ -28,6 +28,8 @@ export const MAX_KIND_LENGTH = 255;
 export const MAX_OWNER_LENGTH = 255;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 1024;
 export const MAX_REASON_LENGTH = 1024;
+/** A step's name, as `ctx.step()` takes it (it is also the `step` of a step_failed CruxErr). */
+export const MAX_STEP_NAME_LENGTH = 1024;
 
 /**
  * A string of `min` to `max` UTF-16 units with a UTF-8 form (no lone surrogate: SQLite would

@@ -1,3 +1,4 @@
+import { optionsObject } from "./arguments.js";
 import { SqliteBackend, type SqliteBackendOptions } from "./backend/sqlite.js";
 import { registrySettings, TaskRegistry, type TaskRegistryOptions } from "./registry.js";
 
@@ -11,6 +12,16 @@ export async function openRegistry(
   path: string,
   options: OpenRegistryOptions = {},
 ): Promise<TaskRegistry> {
-  registrySettings(options);
-  return new TaskRegistry(await SqliteBackend.open(path, options), options);
+  // Read once: the backend and the registry see the same values, checked here.
+  const given = optionsObject(options, [
+    "durability",
+    "busyTimeoutMs",
+    "readOnly",
+    "casRetries",
+    "maxInputBytes",
+    "retryBackoff",
+    "clock",
+  ]);
+  registrySettings(given);
+  return new TaskRegistry(await SqliteBackend.open(path, given), given);
 }

@@ -8,10 +8,12 @@ import { randomUUID } from "node:crypto";
 import { types } from "node:util";
 import type { z } from "zod";
 import {
+  arrayItems,
   checkedClock,
   checkKind,
   checkKinds,
   checkLeaseMs,
+  checkLeaseOwner,
   checkOwner,
   checkReason,
   checkTaskId,
@@ -19,6 +21,7 @@ import {
   DEFAULT_LEASE_MS,
   encodeInput,
   jsonValue,
+  optionsObject,
   positiveInteger,
   submitOptionsSchema,
 } from "./arguments.js";
@@ -40,7 +43,12 @@ import {
   NotFoundError,
   ValidationError,
 } from "./errors.js";
-import { type Listener, RegistryEventEmitter, type RegistryEventName } from "./events.js";
+import {
+  type Listener,
+  REGISTRY_EVENT_NAMES,
+  RegistryEventEmitter,
+  type RegistryEventName,
+} from "./events.js";
 import { CruxFailure } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
 import {
@@ -250,10 +258,10 @@ export class TaskRegistry {
 
   /** Submit several tasks in one transaction: all are written, or none. */
   async submitMany(requests: readonly SubmitRequest[]): Promise<TaskId[]> {
-    if (!Array.isArray(requests)) throw new ValidationError("$", "expected an array of tasks");
+    const items = arrayItems(requests, "$", "expected an array of tasks");
     const now = this.#now();
-    const states = requests.map((request, i) =>
-      this.#newState(request, requests.length === 1 ? "$" : `$[${i}]`, now),
+    const states = items.map((request, i) =>
+      this.#newState(request, items.length === 1 ? "$" : `$[${i}]`, now),
     );
     const ids = await this.#backend.insert(states);
     states.forEach((state, i) => {
@@ -317,8 +325,8 @@ export class TaskRegistry {
    */
   async pending(kind = "", options: PendingOptions = {}): Promise<Task[]> {
     if (typeof kind !== "string") throw new ValidationError("$.kind", "expected a string");
-    const limit =
-      options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
+    const given = optionsObject(options, ["limit"]).limit;
+    const limit = given === undefined ? undefined : positiveInteger(given, "$.limit");
     for (let wanted = limit; ; ) {
       const documents = await this.#backend.pending(kind, wanted);
       const tasks: Task[] = [];
@@ -371,7 +379,8 @@ export class TaskRegistry {
     kinds: string | readonly string[],
     options: ClaimOptions,
   ): Promise<ClaimedTask | null> {
-    return (await this.claimMany(kinds, { ...options, limit: 1 }))[0] ?? null;
+    const given = optionsObject(options, ["owner", "leaseMs"]);
+    return (await this.claimMany(kinds, { ...(given as ClaimOptions), limit: 1 }))[0] ?? null;
   }
 
   /** Claim up to `limit` tasks in one transaction, each under its own lease; see claim(). */
@@ -388,15 +397,10 @@ export class TaskRegistry {
     options: ClaimOptions & { readonly limit: number },
     takeOver: boolean,
   ): Promise<ClaimedTask[]> {
-    const owner = checkOwner(options.owner);
-    if (owner === SEED_LEASE_OWNER) {
-      throw new ValidationError(
-        "$.owner",
-        `"${SEED_LEASE_OWNER}" is the owner updateStatus() uses`,
-      );
-    }
-    const leaseMs = checkLeaseMs(options.leaseMs);
-    const limit = positiveInteger(options.limit, "$.limit");
+    const given = optionsObject(options, ["owner", "leaseMs", "limit"]);
+    const owner = checkLeaseOwner(given.owner);
+    const leaseMs = checkLeaseMs(given.leaseMs);
+    const limit = positiveInteger(given.limit, "$.limit");
     const now = this.#now();
     if (takeOver) await this.#reclaim(filter, now);
     const { changed, quarantined } = await this.#backend.claim(filter, now, limit, (s) =>
@@ -415,7 +419,7 @@ export class TaskRegistry {
     token: string,
     options: { leaseMs?: number } = {},
   ): Promise<HeartbeatResult> {
-    const leaseMs = checkLeaseMs(options.leaseMs);
+    const leaseMs = checkLeaseMs(optionsObject(options, ["leaseMs"]).leaseMs);
     const now = this.#now();
     const state = await this.#update(id, (s) => heartbeatTask(s, checkToken(token), leaseMs, now));
     return { expiresAt: state.lease?.expiresAt ?? now, cancelRequested: state.cancelRequested };
@@ -449,15 +453,10 @@ export class TaskRegistry {
     options: FailOptions = {},
   ): Promise<FailResult> {
     const err = toCruxErr(error);
+    const final = optionsObject(options, ["final"]).final === true;
     const now = this.#now();
     const state = await this.#update(id, (s) =>
-      failTask(
-        s,
-        checkToken(token),
-        err,
-        now,
-        options.final === true ? null : now + this.#retryDelay(s.runs),
-      ),
+      failTask(s, checkToken(token), err, now, final ? null : now + this.#retryDelay(s.runs)),
     );
     this.#afterFailure(state);
     return { status: state.status === "pending" ? "pending" : "failed", runAt: state.runAt };
@@ -492,12 +491,24 @@ export class TaskRegistry {
   ): Promise<StepResult> {
     const taskId = checkTaskId(id);
     const lease = checkToken(token);
-    const valid = entries.map(({ ordinal, step }, i) => {
-      if (!Number.isSafeInteger(ordinal) || ordinal < 0) {
+    const items = arrayItems(entries, "$.steps", "expected an array of { ordinal, step }");
+    const valid = items.map((entry, i) => {
+      const path = items.length === 1 ? "$.step" : `$.steps[${i}]`;
+      const { ordinal, step, replayed } = optionsObject(
+        (entry ?? null) as (typeof entries)[number],
+        ["ordinal", "step", "replayed"],
+        path,
+        "expected { ordinal, step }",
+      );
+      if (!Number.isSafeInteger(ordinal) || (ordinal as number) < 0) {
         throw new ValidationError("$.ordinal", "expected a non-negative integer");
       }
-      const path = entries.length === 1 ? "$.step" : `$.steps[${i}]`;
-      return { ordinal, step: validate(stepSchema, step, path), path };
+      return {
+        ordinal: ordinal as number,
+        step: validate(stepSchema, step, path),
+        path,
+        replayed: replayed === true,
+      };
     });
     const rows = valid.map(({ ordinal, step, path }) => ({ ordinal, data: writeStep(step, path) }));
     let { appended, cancelRequested } = await this.#backend.appendSteps(taskId, lease, rows);
@@ -507,8 +518,8 @@ export class TaskRegistry {
       const state = await this.#update(taskId, (s) => recordSteps(s, lease, valid, now));
       cancelRequested = state.cancelRequested;
     }
-    for (const [i, { ordinal, step }] of valid.entries()) {
-      if (entries[i]?.replayed === true) continue;
+    for (const { ordinal, step, replayed } of valid) {
+      if (replayed) continue;
       this.#events.emit("step", { id: taskId, name: step.name, ordinal, replayed: false });
     }
     return { cancelRequested };
@@ -560,7 +571,8 @@ export class TaskRegistry {
     kinds: string | readonly string[] = [],
     options: RecoverOptions = {},
   ): Promise<TaskRecord[]> {
-    const owner = options.owner === undefined ? undefined : checkOwner(options.owner);
+    const given = optionsObject(options, ["owner"]).owner;
+    const owner = given === undefined ? undefined : checkOwner(given);
     const states = await this.#reclaim(checkKinds(kinds), this.#now(), owner);
     return states.filter((s) => s.status === "pending").map(toRecord);
   }
@@ -591,9 +603,9 @@ export class TaskRegistry {
 
   /** Tasks of `kinds` taken out of every queue because they do not decode, oldest first. */
   quarantined(options: QuarantinedOptions = {}): Promise<QuarantinedTask[]> {
-    const kinds = checkKinds(options.kinds ?? []);
-    const limit =
-      options.limit === undefined ? undefined : positiveInteger(options.limit, "$.limit");
+    const given = optionsObject(options, ["kinds", "limit"]);
+    const kinds = checkKinds(given.kinds ?? []);
+    const limit = given.limit === undefined ? undefined : positiveInteger(given.limit, "$.limit");
     return this.#backend.quarantined(kinds, limit);
   }
 
@@ -630,6 +642,9 @@ export class TaskRegistry {
     options: WorkOptions = {},
   ): Worker {
     if (this.#closing !== undefined) throw new ClosedError();
+    if (typeof handler !== "function") {
+      throw new ValidationError("$.handler", "expected a function (task, ctx) => result");
+    }
     const worker = new Worker(this, checkKinds(kinds), handler as WorkHandler<never>, options, {
       backend: this.#backend,
       events: this.#events,
@@ -644,6 +659,12 @@ export class TaskRegistry {
 
   /** Subscribe to an in-process event; returns the function that unsubscribes. */
   on<E extends RegistryEventName>(name: E, listener: Listener<E>): () => void {
+    if (!(REGISTRY_EVENT_NAMES as readonly unknown[]).includes(name)) {
+      throw new ValidationError("$.name", `expected one of ${REGISTRY_EVENT_NAMES.join(", ")}`);
+    }
+    if (typeof listener !== "function") {
+      throw new ValidationError("$.listener", "expected a function");
+    }
     return this.#events.on(name, listener);
   }
 
@@ -665,16 +686,19 @@ export class TaskRegistry {
     return this.#closing;
   }
 
-  #newState(request: SubmitRequest, path: string, now: number): TaskState {
-    if (typeof request !== "object" || request === null) {
-      throw new ValidationError(path, "expected { kind, input, options? }");
-    }
-    const kind = checkKind(request.kind, `${path}.kind`);
-    const inputText = encodeInput(request.input, this.#maxInputBytes, `${path}.input`);
+  #newState(request: unknown, path: string, now: number): TaskState {
+    const given = optionsObject(
+      (request ?? null) as SubmitRequest,
+      ["kind", "input", "options"],
+      path,
+      "expected { kind, input, options? }",
+    );
+    const kind = checkKind(given.kind, `${path}.kind`);
+    const inputText = encodeInput(given.input, this.#maxInputBytes, `${path}.input`);
     const options: z.output<typeof submitOptionsSchema> =
-      request.options === undefined
+      given.options === undefined
         ? {}
-        : validate(submitOptionsSchema, request.options, `${path}.options`);
+        : validate(submitOptionsSchema, given.options, `${path}.options`);
     const runAt = options.runAt ?? now + (options.delayMs ?? 0);
     return newTaskState(
       {
@@ -765,19 +789,24 @@ interface RegistrySettings {
 
 /** The options checked (VALIDATION naming the field), with their defaults. */
 export function registrySettings(options: TaskRegistryOptions): RegistrySettings {
-  if (typeof options !== "object" || options === null) {
-    throw new ValidationError("$", "expected an options object");
-  }
-  const { retryBackoff = {}, clock } = options;
-  if (typeof retryBackoff !== "object" || retryBackoff === null) {
-    throw new ValidationError("$.retryBackoff", "expected { baseMs?, maxMs? }");
-  }
+  const { casRetries, maxInputBytes, retryBackoff, clock } = optionsObject(options, [
+    "casRetries",
+    "maxInputBytes",
+    "retryBackoff",
+    "clock",
+  ]);
+  const backoff = optionsObject(
+    retryBackoff,
+    ["baseMs", "maxMs"],
+    "$.retryBackoff",
+    "expected { baseMs?, maxMs? }",
+  );
   return {
-    casRetries: positiveInteger(options.casRetries ?? 3, "$.casRetries"),
-    maxInputBytes: positiveInteger(options.maxInputBytes ?? 1024 * 1024, "$.maxInputBytes"),
+    casRetries: positiveInteger(casRetries ?? 3, "$.casRetries"),
+    maxInputBytes: positiveInteger(maxInputBytes ?? 1024 * 1024, "$.maxInputBytes"),
     backoff: {
-      baseMs: positiveInteger(retryBackoff.baseMs ?? 1000, "$.retryBackoff.baseMs"),
-      maxMs: positiveInteger(retryBackoff.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
+      baseMs: positiveInteger(backoff.baseMs ?? 1000, "$.retryBackoff.baseMs"),
+      maxMs: positiveInteger(backoff.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
     },
     clock: clock === undefined ? Date.now : checkedClock(clock),
   };

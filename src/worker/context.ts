@@ -4,11 +4,11 @@
  * answers from the checkpoint instead of running it again.
  */
 
-import { jsonValue } from "../arguments.js";
-import { hasErrorCode } from "../errors.js";
+import { jsonValue, optionsObject } from "../arguments.js";
+import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
-import { DEPTH } from "../limits.js";
+import { checkText, DEPTH, MAX_STEP_NAME_LENGTH } from "../limits.js";
 import type { ClaimedTask, StepResult, TaskRegistry } from "../registry.js";
 import { contentHash, identityHash } from "../wire/hash.js";
 import type { Json } from "../wire/json.js";
@@ -119,9 +119,10 @@ export class WorkContext<I = Json> {
     options: StepOptions = {},
   ): Promise<Awaited<T>> {
     this.signal.throwIfAborted();
+    const key = stepKey(name, options);
     const ordinal = this.#ordinal++;
     const inputHash = identityHash(name, ordinal);
-    const keyHash = options.key === undefined ? null : contentHash(options.key);
+    const keyHash = key === undefined ? null : contentHash(key);
     const cached = this.#replay.lookup(ordinal, name, inputHash, keyHash);
     if (cached !== undefined) {
       this.#replayed.push({
@@ -188,6 +189,26 @@ export class WorkContext<I = Json> {
     );
     this.#replayed = [];
     if (result.cancelRequested) this.#cancel();
+  }
+}
+
+/**
+ * The step's key, once its name and options are checked: checked before `fn` runs, so no side
+ * effect runs for a step that cannot be recorded. The same call fails the same way on every
+ * run, so its ValidationError fails the task for good.
+ */
+function stepKey(name: string, options: StepOptions): Json | undefined {
+  try {
+    checkText(name, "$.name", 1, MAX_STEP_NAME_LENGTH);
+    const { key } = optionsObject(options, ["key"]);
+    return key === undefined ? undefined : jsonValue(key, `$.step(${JSON.stringify(name)}).key`, 0);
+  } catch (error) {
+    if (error instanceof ValidationError) {
+      const step = typeof name === "string" && name.length <= MAX_STEP_NAME_LENGTH ? name : "";
+      const message = `the step cannot be recorded: ${error.message}`;
+      failsForGood(error, { kind: "step_failed", step: step.toWellFormed(), message });
+    }
+    throw error;
   }
 }
 

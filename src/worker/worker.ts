@@ -5,7 +5,7 @@
  * interval passes (when expired leases are swept) — never a hot loop.
  */
 import { hostname } from "node:os";
-import { checkLeaseMs, integerAtLeast } from "../arguments.js";
+import { checkLeaseMs, checkLeaseOwner, integerAtLeast, optionsObject } from "../arguments.js";
 import type { KindFilter, RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
@@ -56,10 +56,9 @@ export interface StopOptions {
 }
 
 /** The stop timeout asked for: 10 s by default. */
-export function stopTimeoutMs(options: StopOptions): number {
-  return options.timeoutMs === undefined
-    ? 10_000
-    : checkTimerMs(options.timeoutMs, 0, "$.timeoutMs");
+export function stopTimeoutMs(options: StopOptions | undefined): number {
+  const { timeoutMs } = optionsObject(options, ["timeoutMs"]);
+  return timeoutMs === undefined ? 10_000 : checkTimerMs(timeoutMs, 0, "$.timeoutMs");
 }
 
 interface WorkerInternals {
@@ -110,9 +109,20 @@ export class Worker {
     registry: TaskRegistry,
     kinds: KindFilter,
     handler: WorkHandler<never>,
-    options: WorkOptions,
+    given: WorkOptions,
     internals: WorkerInternals,
   ) {
+    const options = optionsObject(given, [
+      "concurrency",
+      "leaseMs",
+      "heartbeatMs",
+      "pollIntervalMs",
+      "changePollMs",
+      "owner",
+      "signal",
+      "replay",
+      "onError",
+    ]);
     this.#registry = registry;
     this.#kinds = kinds;
     this.#handler = handler;
@@ -135,7 +145,15 @@ export class Worker {
       throw new ValidationError("$.replay", `expected one of ${REPLAY_MODES.join(", ")}`);
     }
     this.owner =
-      options.owner ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+      options.owner === undefined
+        ? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`
+        : checkLeaseOwner(options.owner);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new ValidationError("$.signal", "expected an AbortSignal");
+    }
+    if (options.onError !== undefined && typeof options.onError !== "function") {
+      throw new ValidationError("$.onError", "expected a function");
+    }
     this.#onError = options.onError ?? ((error) => console.error("cruxx-registry worker:", error));
     options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
     // cancel() in this process reaches the run at once; from another process, at the run's

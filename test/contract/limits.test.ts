@@ -373,6 +373,103 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
       await refused(() => reg.updateStatus(id, bad(revocable.proxy)), "$.status");
     });
 
+    it("a null, non-object or unreadable options argument, or an unreadable list: VALIDATION (the caller's error as cause), nothing written", async () => {
+      const { id, token } = await running();
+      const boom = new Error("options trap");
+      const trap = new Proxy(
+        {},
+        {
+          get: () => {
+            throw boom;
+          },
+        },
+      );
+      // A throwing getter for the first field each method reads.
+      const fields = ["leaseMs", "owner", "limit", "final", "timeoutMs", "delayMs", "casRetries"];
+      const getter = Object.defineProperties(
+        {},
+        Object.fromEntries(
+          fields.map((field) => [
+            field,
+            {
+              enumerable: true,
+              get: () => {
+                throw boom;
+              },
+            },
+          ]),
+        ),
+      );
+      const listTrap = new Proxy([], {
+        get: () => {
+          throw boom;
+        },
+      });
+      const revocable = Proxy.revocable([], {});
+      revocable.revoke();
+      const calls: [string, (options: unknown) => unknown][] = [
+        ["claim", (o) => reg.claim("work", bad(o))],
+        ["claimMany", (o) => reg.claimMany("work", bad(o))],
+        ["heartbeat", (o) => reg.heartbeat(id, token, bad(o))],
+        ["pending", (o) => reg.pending("", bad(o))],
+        ["recover", (o) => reg.recover([], bad(o))],
+        ["quarantined", (o) => reg.quarantined(bad(o))],
+        ["fail", (o) => reg.fail(id, token, "boom", bad(o))],
+        ["submit", (o) => reg.submit("work", 1, bad(o))],
+        ["work", (o) => reg.work("work", () => 1, bad(o))],
+        ["new TaskRegistry", (o) => new TaskRegistry(backend, bad(o))],
+        ["close", (o) => reg.close(bad(o))],
+      ];
+      for (const [name, call] of calls) {
+        const path = name === "submit" ? "$.options" : "$";
+        for (const options of [null, 5, "x", [1]]) {
+          const error = await refused(() => call(options), path);
+          expect(error.path, `${name}(${String(options)})`).toBe(path);
+        }
+        for (const options of [trap, getter]) {
+          const error = await refused(() => call(options), path);
+          expect(error.cause, name).toBe(boom);
+        }
+      }
+      const cases: [() => unknown, string, unknown][] = [
+        [() => reg.claim(bad(revocable.proxy), { owner: "w" }), "$.kinds", TypeError],
+        [() => reg.submitMany(bad(listTrap)), "$", boom],
+        [() => reg.submitMany(bad([{ kind: "work", input: 1 }, trap])), "$[1].kind", boom],
+        [() => reg.recordSteps(id, token, bad(listTrap)), "$.steps", boom],
+        [() => reg.recordSteps(id, token, bad([trap])), "$.step.ordinal", boom],
+      ];
+      for (const [act, path, cause] of cases) {
+        const error = await refused(act, path);
+        expect(error.path).toBe(path);
+        if (cause === TypeError) expect(error.cause).toBeInstanceOf(TypeError);
+        else expect(error.cause).toBe(cause);
+      }
+      // biome-ignore lint/suspicious/noSparseArray: the hole is the bad input
+      const hole = [, { kind: "work", input: 1 }];
+      expect((await refused(() => reg.submitMany(bad(hole)), "$[0]")).path).toBe("$[0]");
+      for (const entries of [null, [null], [5]]) {
+        await refused(() => reg.recordSteps(id, token, bad(entries)), "$.step");
+      }
+      expect((await reg.inspect(id)).task.status).toBe("running");
+    });
+
+    it("work() checks its handler, owner and signal up front; on() its event name and listener", async () => {
+      const cases: [() => unknown, string][] = [
+        [() => reg.work("work", bad<() => void>(5)), "$.handler"],
+        [() => reg.work("work", () => 1, { owner: "\uD800" }), "$.owner"],
+        [() => reg.work("work", () => 1, { owner: "updateStatus" }), "$.owner"],
+        [() => reg.work("work", () => 1, { owner: "" }), "$.owner"],
+        [() => reg.work("work", () => 1, { signal: bad({}) }), "$.signal"],
+        [() => reg.work("work", () => 1, { onError: bad("log") }), "$.onError"],
+        [() => reg.on("submitted", bad(5)), "$.listener"],
+        [() => reg.on(bad<"submitted">("bogus"), () => {}), "$.name"],
+      ];
+      for (const [act, path] of cases) {
+        expect(() => act()).toThrow(ValidationError);
+        expect((await refused(act, path)).path).toBe(path);
+      }
+    });
+
     it("JSON.stringify works on every task, record, checkpoint, error and event, u64 bigints as decimal strings", async () => {
       const big = 2n ** 60n;
       const events: unknown[] = [];
@@ -445,6 +542,44 @@ describe.each(BACKENDS)("a worker's messages with lone surrogates, on $name", (f
     expect((await registry.loadCheckpoint(inStep))?.steps[0]?.error).toBe("bad \uFFFD byte");
     expect(await registry.claim(["step", "handler"], { owner: "w" })).toBeNull();
     expect(h.errors).toEqual([]);
+  });
+
+  it("a step whose name or key cannot be recorded fails the task for good before its function runs", async () => {
+    const registry = h.track(new TaskRegistry(await factory.open()));
+    const steps: [string, unknown, unknown, string][] = [
+      ["no name", "", undefined, "$.name"],
+      ["lone surrogate", "bad \uD800", undefined, "$.name"],
+      ["long name", "n".repeat(1025), undefined, "$.name"],
+      ["not a string", 5, undefined, "$.name"],
+      ["bigint key", "s", { key: 2n ** 70n }, '$.step("s").key'],
+      ["function key", "s", { key: () => 1 }, '$.step("s").key'],
+      ["null options", "s", null, "$"],
+    ];
+    let ran = 0;
+    const ids = new Map<string, TaskId>();
+    for (const [kind] of steps)
+      ids.set(kind, await registry.submit(kind, null, { maxAttempts: 3 }));
+    const ended = [...ids.values()].map((id) => settled(registry, id));
+    for (const [kind, name, options] of steps) {
+      h.work(registry, kind, async (_task, ctx) => {
+        await ctx.step(bad(name), () => ++ran, bad(options));
+      });
+    }
+    expect(await Promise.all(ended)).toEqual(steps.map(() => "failed"));
+    expect(ran).toBe(0);
+    for (const [kind, , , path] of steps) {
+      const record = await registry.inspect(ids.get(kind) as TaskId);
+      expect(record.runs, kind).toBe(1);
+      const message = record.lastError?.kind === "step_failed" ? record.lastError.message : "";
+      expect(message, kind).toContain(`validation error at ${path}: `);
+      expect(record.task.checkpoint?.steps ?? [], kind).toEqual([]);
+    }
+    expect(h.errors).toEqual([]);
+    // A name of 1024 characters is taken.
+    const id = await registry.submit("long", null);
+    const done = settled(registry, id);
+    h.work(registry, "long", (_task, ctx) => ctx.step("n".repeat(1024), () => 1));
+    expect(await done).toBe("completed");
   });
 
   it("a step returning a value 509 deep (one past a step output's 508) fails the task, recorded as a failed step without output", async () => {

@@ -850,6 +850,47 @@ const optionRows: Row[] = [
   }),
 );
 
+const OPTIONS_TRAP = new Error("options trap");
+
+/** An options argument that is not an object, or whose fields cannot be read. */
+const unreadableOptionRows: Row[] = [
+  ["null", null, "$"],
+  ["a number", 5, "$"],
+  ["an array", [], "$"],
+  [
+    "a Proxy whose get trap throws",
+    new Proxy(
+      {},
+      {
+        get: () => {
+          throw OPTIONS_TRAP;
+        },
+      },
+    ),
+    "$.durability",
+  ],
+  [
+    "a throwing getter",
+    {
+      get busyTimeoutMs(): number {
+        throw OPTIONS_TRAP;
+      },
+    },
+    "$.busyTimeoutMs",
+  ],
+].map(
+  ([what, options, path]): Row => ({
+    name: `openRegistry with options ${what as string}`,
+    code: "VALIDATION",
+    type: ValidationError,
+    path: path as string,
+    act: (f) => f.open(bad(options)),
+    check: (error) => {
+      if (path !== "$") expect(error.cause).toBe(OPTIONS_TRAP);
+    },
+  }),
+);
+
 const ROWS: readonly Row[] = [
   ...idRows,
   ...statusRows,
@@ -862,6 +903,7 @@ const ROWS: readonly Row[] = [
   ...readOnlyRows,
   ...closedRows,
   ...optionRows,
+  ...unreadableOptionRows,
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -896,8 +938,9 @@ describe("bad input on a SQLite file is refused and changes nothing", () => {
     expect(registryError.code).toBe(row.code);
     expect(isRegistryError(error)).toBe(true);
     expect(hasErrorCode(error, row.code)).toBe(true);
-    if (row.path !== undefined) {
-      expect((error as ValidationError).path).toBe(row.path);
+    if (row.path !== undefined && hasErrorCode(error, "VALIDATION")) {
+      // hasErrorCode narrows to the code's subclass: `path` type-checks without a cast.
+      expect(error.path).toBe(row.path);
       expect(registryError.message.startsWith(`validation error at ${row.path}: `)).toBe(true);
     }
     const message = typeof row.message === "function" ? row.message(f) : row.message;
