@@ -100,8 +100,9 @@ export function setOwn(obj: object, key: string, value: unknown): void {
 }
 
 /**
- * `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}, as is every object
- * and array inside it that holds a bigint: JSON.stringify works on any part a caller picks out.
+ * `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}, as is each object
+ * and array inside it that holds a bigint: JSON.stringify calls the `toJSON` of every object it
+ * meets, so it works on any part a caller picks out.
  */
 export function withJsonView<T extends object>(value: T): T {
   viewBigints(value);
@@ -109,23 +110,22 @@ export function withJsonView<T extends object>(value: T): T {
 }
 
 /**
- * Whether `value` holds a bigint; each object and array that does gets the `toJSON`. One walk
- * of a decoded value (a tree at most MAX_DEPTH deep) that adds nothing where there is no bigint.
- * An object with its own "toJSON" key keeps it: its nearest marked container writes it.
+ * One walk of a decoded value (a tree at most MAX_DEPTH deep) that adds nothing where there is
+ * no bigint. Whether `value` is a bigint or holds one without taking the `toJSON` (an object
+ * with its own "toJSON" key keeps it): then its container must write it.
  */
 function viewBigints(value: unknown): boolean {
   if (typeof value === "bigint") return true;
   if (typeof value !== "object" || value === null || value instanceof F64) return false;
-  let found = false;
+  let holds = false;
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (viewBigints(value[i])) found = true;
+    for (let i = 0; i < value.length; i++) if (viewBigints(value[i])) holds = true;
   } else {
-    const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record)) if (viewBigints(record[key])) found = true;
+    for (const item of Object.values(value)) if (viewBigints(item)) holds = true;
   }
-  // Reflect: a value that cannot take the property stays as it is rather than throw.
-  if (found && !Object.hasOwn(value, "toJSON")) Reflect.defineProperty(value, "toJSON", TO_JSON);
-  return found;
+  return (
+    holds && (Object.hasOwn(value, "toJSON") || !Reflect.defineProperty(value, "toJSON", TO_JSON))
+  );
 }
 
 const TO_JSON: PropertyDescriptor = {

@@ -160,7 +160,7 @@ export const stepSchema = z.object({
   output: json.nullable(),
   error: text.nullable(),
   attempt: u32,
-  // Not frozen (`.readonly()` would be): a bigint-holding part is given a `toJSON` when handed out.
+  // Not frozen, as `.readonly()` would: one holding a bigint is given a `toJSON` when handed out.
   events: z
     .array(json)
     .transform((events): readonly Json[] => events)
@@ -191,9 +191,8 @@ export const cruxSchema: z.ZodType<Crux, unknown> = z.lazy(() =>
     id: cruxIdSchema,
     agent: text,
     value: cruxValueSchema,
-    // Not frozen, as events: see there.
-    steps: z.array(stepSchema),
-    children: z.array(cruxSchema),
+    steps: z.array(stepSchema).readonly(),
+    children: z.array(cruxSchema).readonly(),
     started_at: timestampSchema,
     finished_at: timestampSchema.nullable(),
   }),
