@@ -101,8 +101,8 @@ export function setOwn(obj: object, key: string, value: unknown): void {
 
 /**
  * `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}, as is each object
- * and array inside it that holds a bigint: JSON.stringify calls the `toJSON` of every object it
- * meets, so it works on any part a caller picks out.
+ * and array inside it that holds a bigint itself: JSON.stringify calls the `toJSON` of every
+ * object it meets, so it works on any part a caller picks out.
  */
 export function withJsonView<T extends object>(value: T): T {
   viewBigints(value);
@@ -110,9 +110,10 @@ export function withJsonView<T extends object>(value: T): T {
 }
 
 /**
- * One walk of a decoded value (a tree at most MAX_DEPTH deep) that adds nothing where there is
- * no bigint. Whether `value` is a bigint or holds one without taking the `toJSON` (an object
- * with its own "toJSON" key keeps it): then its container must write it.
+ * Gives each object and array in `value` that holds a bigint itself the `toJSON`, in one walk
+ * of a decoded value (a tree at most MAX_DEPTH deep) that adds nothing where there is none.
+ * Returns whether the container of `value` must write it instead: a bigint, or a holder that
+ * keeps its own "toJSON" key (or cannot take one).
  */
 function viewBigints(value: unknown): boolean {
   if (typeof value === "bigint") return true;
