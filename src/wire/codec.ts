@@ -41,9 +41,11 @@ export function decodeCrux(text: string): Crux {
   return withJsonView(decodeWith(cruxSchema, text));
 }
 
-/** The task, its checkpoint given a `toJSON` too: JSON.stringify writes their u64 bigints as strings. */
+/**
+ * The task given a `toJSON`, as is each part of it that holds a bigint (the checkpoint, a
+ * step, the input…): JSON.stringify writes their u64 bigints as strings.
+ */
 export function viewTask(task: Task): Task {
-  if (task.checkpoint !== null) withJsonView(task.checkpoint);
   return withJsonView(task);
 }
 

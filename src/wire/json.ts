@@ -89,20 +89,44 @@ export function jsonView(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(jsonView);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
-    // defineProperty: plain assignment of "__proto__" would set the prototype.
-    Object.defineProperty(out, key, {
-      value: jsonView((value as Record<string, unknown>)[key]),
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
+    setOwn(out, key, jsonView((value as Record<string, unknown>)[key]));
   }
   return out;
 }
 
-/** `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}. */
+/** `obj[key] = value` as an own property even for "__proto__", which assignment would make the prototype. */
+export function setOwn(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
+ * `value`, given a non-enumerable `toJSON` that writes its {@link jsonView}, as is each object
+ * and array inside it that holds a bigint itself: JSON.stringify calls the `toJSON` of every
+ * object it meets, so it works on any part a caller picks out.
+ */
 export function withJsonView<T extends object>(value: T): T {
+  viewBigints(value);
   return Object.defineProperty(value, "toJSON", TO_JSON);
+}
+
+/**
+ * Gives each object and array in `value` that holds a bigint itself the `toJSON`, in one walk
+ * of a decoded value (a tree at most MAX_DEPTH deep) that adds nothing where there is none.
+ * Returns whether the container of `value` must write it instead: a bigint, or a holder that
+ * keeps its own "toJSON" key (or cannot take one).
+ */
+function viewBigints(value: unknown): boolean {
+  if (typeof value === "bigint") return true;
+  if (typeof value !== "object" || value === null || value instanceof F64) return false;
+  let holds = false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (viewBigints(value[i])) holds = true;
+  } else {
+    for (const item of Object.values(value)) if (viewBigints(item)) holds = true;
+  }
+  return (
+    holds && (Object.hasOwn(value, "toJSON") || !Reflect.defineProperty(value, "toJSON", TO_JSON))
+  );
 }
 
 const TO_JSON: PropertyDescriptor = {
@@ -319,14 +343,8 @@ class Parser {
       this.pos++;
       this.skipWhitespace();
       const value = this.value(depth);
-      // Plain assignment would set the prototype instead of storing the key.
       if (key === "__proto__") {
-        Object.defineProperty(obj, key, {
-          value,
-          writable: true,
-          enumerable: true,
-          configurable: true,
-        });
+        setOwn(obj, key, value);
       } else {
         obj[key] = value; // a repeated key keeps its first position and takes the last value, like serde_json
       }

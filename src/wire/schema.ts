@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { CRUX_ID_PATTERN, type CruxId, TASK_ID_PATTERN, type TaskId } from "../ids.js";
-import { F64, type Json } from "./json.js";
+import { F64, type Json, setOwn } from "./json.js";
 
 export const TASK_STATUSES = ["pending", "running", "done", "failed"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
@@ -73,6 +73,30 @@ const text = z.string().refine((s) => s.isWellFormed(), "expected text without l
 /** Any JSON value; its JSON-ness is checked when it is encoded. */
 const json = z.custom<Json>((v) => v !== undefined, "expected a JSON value");
 
+/**
+ * Step metadata: a plain object of JSON values, copied key by key. z.record assigns each key,
+ * and assigning "__proto__" sets the copy's prototype instead: the entry would be lost.
+ */
+const metadata = z.unknown().transform((value, ctx): Record<string, Json> => {
+  const proto: unknown =
+    typeof value === "object" && value !== null && Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    ctx.addIssue({ code: "custom", message: "expected an object" });
+    return z.NEVER;
+  }
+  const record = value as Record<string, Json | undefined>;
+  const out: Record<string, Json> = {};
+  for (const key of Object.keys(record)) {
+    const item = record[key];
+    if (item === undefined) {
+      ctx.addIssue({ code: "custom", message: "expected a JSON value", path: [key] });
+      return z.NEVER;
+    }
+    setOwn(out, key, item);
+  }
+  return out;
+});
+
 export type CruxErr =
   | { readonly kind: "step_failed"; readonly step: string; readonly message: string }
   | {
@@ -136,8 +160,12 @@ export const stepSchema = z.object({
   output: json.nullable(),
   error: text.nullable(),
   attempt: u32,
-  events: z.array(json).readonly().default([]),
-  metadata: z.record(z.string(), json).default({}),
+  // Not frozen, as `.readonly()` would: one holding a bigint is given a `toJSON` when handed out.
+  events: z
+    .array(json)
+    .transform((events): readonly Json[] => events)
+    .default([]),
+  metadata: metadata.default({}),
 });
 export type Step = z.output<typeof stepSchema>;
 

@@ -62,7 +62,7 @@ export const arbitraryCruxErr: fc.Arbitrary<CruxErr> = fc.oneof(
   }),
 );
 
-const arbitraryStep: fc.Arbitrary<Step> = fc.record({
+export const arbitraryStep: fc.Arbitrary<Step> = fc.record({
   name: text,
   kind: fc.constantFrom(...STEP_KINDS),
   status: fc.constantFrom("ok" as const, "err" as const),
