@@ -10,9 +10,10 @@
  *   pending ──cancel──▶ failed      running ──cancel──▶ running, cancelRequested
  *   running, cancelRequested ──complete, fail, release or expire──▶ failed for good
  */
-import type { Lease, TaskRow, TaskState } from "./backend/port.js";
+import type { Lease, StepRecord, TaskRow, TaskState } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
 import { newCruxId, type TaskId } from "./ids.js";
+import { checkDocumentLength, MAX_DOCUMENT_LENGTH } from "./limits.js";
 import {
   decodeStoredCruxErr,
   decodeStoredTask,
@@ -87,6 +88,7 @@ export function overwriteDocument(
     // SQLite stores text as UTF-8 and would silently replace a lone surrogate.
     throw new ValidationError("$.data", "the document has a lone surrogate and no UTF-8 form");
   }
+  checkDocumentLength(row.data.length, "$.data");
   const base: TaskState = current ?? {
     id,
     kind: row.kind,
@@ -306,6 +308,34 @@ export function canAppend(
     next = Math.max(next, ordinal + 1);
   }
   return true;
+}
+
+/**
+ * How long the appended steps (each with its comma) are once `steps` are stored after
+ * `appended` units of earlier ones; `stored(ordinal)` is the length of the appended step a new
+ * one replaces, if any. A ValidationError, at the first step that takes the document (its
+ * `documentLength` units as written, steps spliced in) past MAX_DOCUMENT_LENGTH, if it ends
+ * there.
+ */
+export function appendedLength(
+  documentLength: number,
+  appended: number,
+  steps: readonly StepRecord[],
+  stored: (ordinal: number) => number | undefined,
+): number {
+  const replaced = new Map<number, number>();
+  let total = appended;
+  let over: StepRecord | undefined;
+  for (const step of steps) {
+    const before = replaced.get(step.ordinal) ?? stored(step.ordinal);
+    total += step.data.length - (before ?? -1);
+    replaced.set(step.ordinal, step.data.length);
+    if (documentLength + total > MAX_DOCUMENT_LENGTH) over ??= step;
+  }
+  if (over !== undefined) {
+    checkDocumentLength(documentLength + total, over.path ?? `$.steps[${steps.indexOf(over)}]`);
+  }
+  return total;
 }
 
 function gap(ordinal: number, next: number): ValidationError {

@@ -24,6 +24,25 @@ export const DEPTH = {
   step: 3,
 } as const;
 
+/**
+ * UTF-16 units in a stored task document, appended steps spliced in as `get` reads it. Half of
+ * V8's largest string (2^29 - 24 units), so the reader can hold it, and its UTF-8 form (at
+ * most 3 bytes a unit) stays under SQLite's default 1e9-byte value limit. The headroom also
+ * covers what the registry itself adds to a full document: a status, the attempt count, a
+ * cancel's or a sweep's error.
+ */
+export const MAX_DOCUMENT_LENGTH = 2 ** 28;
+
+/** A ValidationError at `path` when a stored document of `length` units would be over budget. */
+export function checkDocumentLength(length: number, path: string): void {
+  if (length > MAX_DOCUMENT_LENGTH) {
+    throw new ValidationError(
+      path,
+      `the task document would be ${length} characters long; at most ${MAX_DOCUMENT_LENGTH} are stored`,
+    );
+  }
+}
+
 export const MAX_KIND_LENGTH = 255;
 export const MAX_OWNER_LENGTH = 255;
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 1024;

@@ -65,7 +65,7 @@ import {
   retryTask,
   SEED_LEASE_OWNER,
 } from "./lifecycle.js";
-import { DEPTH } from "./limits.js";
+import { checkDocumentLength, DEPTH } from "./limits.js";
 import { Wakeup } from "./wakeup.js";
 import {
   checkCrux,
@@ -316,7 +316,11 @@ export class TaskRegistry {
     const snapshot = checkCrux(crux, "$.checkpoint", DEPTH.checkpoint);
     // Written once, before any write: this also rejects non-JSON values inside the Crux.
     const text = writeCrux(snapshot, "$.checkpoint", DEPTH.checkpoint);
-    await this.#modify(taskId, (stored) => replaceCheckpoint(stored, snapshot, text));
+    await this.#modify(taskId, (stored) => {
+      const row = replaceCheckpoint(stored, snapshot, text);
+      checkDocumentLength(row.data.length, "$.checkpoint");
+      return row;
+    });
   }
 
   /**
@@ -433,7 +437,10 @@ export class TaskRegistry {
   async complete(id: string, token: string, value: unknown = null): Promise<CompleteResult> {
     const result = jsonValue(value, "$.value", DEPTH.result);
     const now = this.#now();
-    const state = await this.#update(id, (s) => completeTask(s, checkToken(token), result, now));
+    const state = await this.#update(
+      id,
+      withinBudget((s) => completeTask(s, checkToken(token), result, now), "$.value"),
+    );
     if (state.status === "done") {
       this.#events.emit("completed", { id: state.id, kind: state.kind });
       return { status: "done" };
@@ -455,8 +462,13 @@ export class TaskRegistry {
     const err = toCruxErr(error);
     const final = optionsObject(options, ["final"]).final === true;
     const now = this.#now();
-    const state = await this.#update(id, (s) =>
-      failTask(s, checkToken(token), err, now, final ? null : now + this.#retryDelay(s.runs)),
+    const state = await this.#update(
+      id,
+      withinBudget(
+        (s) =>
+          failTask(s, checkToken(token), err, now, final ? null : now + this.#retryDelay(s.runs)),
+        "$.error",
+      ),
     );
     this.#afterFailure(state);
     return { status: state.status === "pending" ? "pending" : "failed", runAt: state.runAt };
@@ -510,12 +522,18 @@ export class TaskRegistry {
         replayed: replayed === true,
       };
     });
-    const rows = valid.map(({ ordinal, step, path }) => ({ ordinal, data: writeStep(step, path) }));
+    const rows = valid.map(({ ordinal, step, path }) => ({
+      ordinal,
+      data: writeStep(step, path),
+      path,
+    }));
     let { appended, cancelRequested } = await this.#backend.appendSteps(taskId, lease, rows);
     if (!appended) {
       // A step inside the stored document: rewrite the document, once for all of them.
       const now = this.#now();
-      const state = await this.#update(taskId, (s) => recordSteps(s, lease, valid, now));
+      const path = valid.length === 1 ? "$.step" : "$.steps";
+      const record = withinBudget((s) => recordSteps(s, lease, valid, now), path);
+      const state = await this.#update(taskId, record);
       cancelRequested = state.cancelRequested;
     }
     for (const { ordinal, step, replayed } of valid) {
@@ -700,7 +718,7 @@ export class TaskRegistry {
         ? {}
         : validate(submitOptionsSchema, given.options, `${path}.options`);
     const runAt = options.runAt ?? now + (options.delayMs ?? 0);
-    return newTaskState(
+    const state = newTaskState(
       {
         id: newTaskId(now),
         kind,
@@ -712,6 +730,8 @@ export class TaskRegistry {
       },
       now,
     );
+    checkDocumentLength(state.data.length, `${path}.input`);
+    return state;
   }
 
   #retryDelay(runs: number): number {
@@ -778,6 +798,20 @@ export class TaskRegistry {
     }
     throw new ConflictError(id);
   }
+}
+
+/**
+ * `change`, refused at `path` when it grows the document, or makes a last error (read beside
+ * it), longer than MAX_DOCUMENT_LENGTH.
+ */
+function withinBudget(change: Change, path: string): Change {
+  return (current) => {
+    const next = change(current);
+    if (next.data.length > current.data.length) checkDocumentLength(next.data.length, path);
+    if (next.lastError !== current.lastError)
+      checkDocumentLength(next.lastError?.length ?? 0, path);
+    return next;
+  };
 }
 
 interface RegistrySettings {

@@ -5,6 +5,7 @@
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
 import {
+  appendedLength,
   canAppend,
   fence,
   overwriteDocument,
@@ -34,6 +35,8 @@ interface Entry {
   inDocument: number;
   /** Steps appended since, by ordinal. */
   steps: Map<number, string>;
+  /** Their total length, each with its comma: what they add to the document as read. */
+  appended: number;
   /** Set while the task is quarantined; a new document (a new entry) releases it. */
   quarantine?: { readonly reason: string; readonly at: number };
 }
@@ -190,7 +193,15 @@ export class MemoryBackend implements RegistryBackend {
     const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
     const ordinals = steps.map((step) => step.ordinal);
     const appended = canAppend(entry.inDocument, last, ordinals);
-    if (appended) for (const step of steps) entry.steps.set(step.ordinal, step.data);
+    if (appended) {
+      entry.appended = appendedLength(
+        entry.state.data.length,
+        entry.appended,
+        steps,
+        (ordinal) => entry.steps.get(ordinal)?.length,
+      );
+      for (const step of steps) entry.steps.set(step.ordinal, step.data);
+    }
     return { appended, cancelRequested: entry.state.cancelRequested };
   }
 
@@ -255,6 +266,7 @@ export class MemoryBackend implements RegistryBackend {
       state: stored,
       inDocument: stepsInDocument(state),
       steps: new Map(),
+      appended: 0,
     });
     return state;
   }

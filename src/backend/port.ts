@@ -53,6 +53,8 @@ export interface TaskState extends TaskRow {
 export interface StepRecord {
   readonly ordinal: number;
   readonly data: string;
+  /** Where the caller gave it, for a ValidationError: `$.steps[i]` (its index) by default. */
+  readonly path?: string;
 }
 
 export interface AppendResult {
@@ -191,7 +193,9 @@ export interface RegistryBackend {
    * a LeaseLostError, with nothing written, unless `token` is the task's current lease. The
    * cost does not grow with the number of steps before them. Writes nothing and says
    * `appended: false` when an ordinal is already inside the stored document (the caller
-   * rewrites the document instead); a ValidationError when one would leave a gap; a
+   * rewrites the document instead); a ValidationError when one would leave a gap or take the
+   * document, steps spliced in, past MAX_DOCUMENT_LENGTH (the adapter keeps the appended
+   * steps' total length, so that check too costs the same at every step); a
    * SerializationError if the task is quarantined.
    */
   appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult>;

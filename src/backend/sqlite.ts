@@ -27,6 +27,7 @@ import {
 } from "../errors.js";
 import type { TaskId } from "../ids.js";
 import {
+  appendedLength,
   canAppend,
   fence,
   overwriteDocument,
@@ -406,7 +407,20 @@ export class SqliteBackend implements RegistryBackend {
       const last = this.#sql.lastStep.get({ id })?.last ?? undefined;
       const ordinals = steps.map((step) => step.ordinal);
       const appended = canAppend(row.steps_in_document, last, ordinals);
-      if (appended) for (const step of steps) this.#sql.putStep.run({ id, ...step });
+      if (appended) {
+        const length = appendedLength(
+          row.data.length,
+          this.#sql.appendedLength.get({ id })?.length ?? 0,
+          steps,
+          // Only a step already appended (at most `last`) is replaced: a rare re-record.
+          (ordinal) =>
+            last === undefined || ordinal > last
+              ? undefined
+              : this.#sql.stepData.get({ id, ordinal })?.data.length,
+        );
+        for (const { ordinal, data } of steps) this.#sql.putStep.run({ id, ordinal, data });
+        this.#sql.setAppendedLength.run({ id, length });
+      }
       return { appended, cancelRequested: state.cancelRequested };
     });
   }
@@ -500,7 +514,10 @@ export class SqliteBackend implements RegistryBackend {
    */
   #write(state: TaskState, loaded: Loaded): TaskState {
     this.#sql.update.run(withDocumentColumns(state));
-    if (loaded.appended) this.#sql.clearSteps.run({ id: state.id });
+    if (loaded.appended) {
+      this.#sql.clearSteps.run({ id: state.id });
+      this.#sql.clearAppendedLength.run({ id: state.id });
+    }
     if (loaded.quarantined) this.#sql.release.run({ id: state.id });
     return state;
   }
@@ -800,6 +817,28 @@ function prepareStatements(db: Database.Database) {
     ),
     clearSteps: prepare<{ id: string }, never>(
       k.deleteFrom("task_steps").where("task_id", "=", param<string>("id")),
+    ),
+    // The step itself: SQLite's length() counts code points, the budget UTF-16 units.
+    stepData: prepare<{ id: string; ordinal: number }, { data: string }>(
+      k
+        .selectFrom("task_steps")
+        .select("data")
+        .where("task_id", "=", param<string>("id"))
+        .where("ordinal", "=", param<number>("ordinal")),
+    ),
+    appendedLength: prepare<{ id: string }, { length: number }>(
+      k.selectFrom("task_steps_length").select("length").where("task_id", "=", param<string>("id")),
+    ),
+    setAppendedLength: prepare<{ id: string; length: number }, never>(
+      k
+        .insertInto("task_steps_length")
+        .values({ task_id: param("id"), length: param("length") })
+        .onConflict((oc) =>
+          oc.column("task_id").doUpdateSet((eb) => ({ length: eb.ref("excluded.length") })),
+        ),
+    ),
+    clearAppendedLength: prepare<{ id: string }, never>(
+      k.deleteFrom("task_steps_length").where("task_id", "=", param<string>("id")),
     ),
     putStep: prepare<{ id: string; ordinal: number; data: string }, never>(
       k

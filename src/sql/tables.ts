@@ -47,9 +47,17 @@ export interface TaskStepsTable {
   data: string;
 }
 
+/** A task's appended steps' total length, while it has some: see MAX_DOCUMENT_LENGTH. */
+export interface TaskStepsLengthTable {
+  task_id: string;
+  /** UTF-16 units of the steps' JSON, one more each for its comma. */
+  length: number;
+}
+
 export interface RegistryTables {
   tasks: TasksTable;
   task_steps: TaskStepsTable;
+  task_steps_length: TaskStepsLengthTable;
 }
 
 /** Names of the migration bookkeeping tables, apart from an application's own Kysely ones. */
