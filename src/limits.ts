@@ -28,8 +28,8 @@ export const DEPTH = {
  * UTF-16 units in a stored task document, appended steps spliced in as `get` reads it. Half of
  * V8's largest string (2^29 - 24 units), so the reader can hold it, and its UTF-8 form (at
  * most 3 bytes a unit) stays under SQLite's default 1e9-byte value limit. The headroom also
- * covers what the registry itself adds to a full document: a status, the attempt count, a
- * cancel's or a sweep's error.
+ * covers what the registry itself adds to a full document (a status, the attempt count, a
+ * cancel's or a sweep's error), which is why the writers check it and the reader need not.
  */
 export const MAX_DOCUMENT_LENGTH = 2 ** 28;
 

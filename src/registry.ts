@@ -808,8 +808,9 @@ function withinBudget(change: Change, path: string): Change {
   return (current) => {
     const next = change(current);
     if (next.data.length > current.data.length) checkDocumentLength(next.data.length, path);
-    if (next.lastError !== current.lastError)
+    if (next.lastError !== current.lastError) {
       checkDocumentLength(next.lastError?.length ?? 0, path);
+    }
     return next;
   };
 }
