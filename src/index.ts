@@ -37,24 +37,26 @@ export {
   type TaskId,
 } from "./ids.js";
 export { type OpenRegistryOptions, openRegistry } from "./open.js";
-export {
-  type ClaimedTask,
-  type ClaimOptions,
-  type CompleteResult,
-  type FailOptions,
-  type FailResult,
-  type HeartbeatResult,
-  type PendingOptions,
-  type QuarantinedOptions,
-  type QuarantinedTask,
-  type RecoverOptions,
-  type RetryBackoff,
-  type SubmitOptions,
-  type SubmitRequest,
-  type TaskRecord,
-  TaskRegistry,
-  type TaskRegistryOptions,
-} from "./registry.js";
+export type {
+  ClaimOptions,
+  FailOptions,
+  PendingOptions,
+  QuarantinedOptions,
+  RecoverOptions,
+  RetryBackoff,
+  SubmitOptions,
+  SubmitRequest,
+  TaskRegistryOptions,
+} from "./options.js";
+export type {
+  ClaimedTask,
+  CompleteResult,
+  FailResult,
+  HeartbeatResult,
+  QuarantinedTask,
+  TaskRecord,
+} from "./record.js";
+export { TaskRegistry } from "./registry.js";
 export { decodeCrux, decodeTask, encodeCrux, encodeTask } from "./wire/codec.js";
 export { contentHash, identityHash } from "./wire/hash.js";
 export { F64, type Json, parseJson, stringifyJson } from "./wire/json.js";

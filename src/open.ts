@@ -1,6 +1,7 @@
 import { optionsObject } from "./arguments.js";
 import { SqliteBackend, type SqliteBackendOptions } from "./backend/sqlite.js";
-import { registrySettings, TaskRegistry, type TaskRegistryOptions } from "./registry.js";
+import { registrySettings, type TaskRegistryOptions } from "./options.js";
+import { TaskRegistry } from "./registry.js";
 
 export type OpenRegistryOptions = SqliteBackendOptions & TaskRegistryOptions;
 

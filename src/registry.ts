@@ -5,11 +5,9 @@
  * documents are decoded here; below, everything is plain typed values.
  */
 import { randomUUID } from "node:crypto";
-import { types } from "node:util";
 import type { z } from "zod";
 import {
   arrayItems,
-  checkedClock,
   checkKind,
   checkKinds,
   checkLeaseMs,
@@ -49,7 +47,7 @@ import {
   RegistryEventEmitter,
   type RegistryEventName,
 } from "./events.js";
-import { CruxFailure } from "./failure.js";
+import { toCruxErr } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
 import {
   cancelTask,
@@ -66,10 +64,31 @@ import {
   SEED_LEASE_OWNER,
 } from "./lifecycle.js";
 import { checkDocumentLength, DEPTH } from "./limits.js";
+import {
+  type ClaimOptions,
+  type FailOptions,
+  type PendingOptions,
+  type QuarantinedOptions,
+  type RecoverOptions,
+  type RetryBackoff,
+  registrySettings,
+  type SubmitOptions,
+  type SubmitRequest,
+  type TaskRegistryOptions,
+} from "./options.js";
+import {
+  type ClaimedTask,
+  type CompleteResult,
+  type FailResult,
+  type HeartbeatResult,
+  type QuarantinedTask,
+  type StepResult,
+  type TaskRecord,
+  toRecord,
+} from "./record.js";
 import { Wakeup } from "./wakeup.js";
 import {
   checkCrux,
-  checkCruxErr,
   decodeStoredCruxErr,
   decodeStoredTask,
   replaceCheckpoint,
@@ -79,7 +98,7 @@ import {
   writeStep,
   writeTask,
 } from "./wire/codec.js";
-import { type Json, withJsonView } from "./wire/json.js";
+import type { Json } from "./wire/json.js";
 import {
   type Crux,
   type CruxErr,
@@ -97,132 +116,6 @@ import {
   type WorkHandler,
   type WorkOptions,
 } from "./worker/worker.js";
-
-export interface RetryBackoff {
-  /** Delay before the first retry; each later one doubles it. Default 1 s. */
-  readonly baseMs: number;
-  /** The longest delay. Default 5 min. */
-  readonly maxMs: number;
-}
-
-export interface TaskRegistryOptions {
-  /** Read-modify-CAS cycles of updateStatus/checkpoint before a ConflictError. Default 3, as in the seed. */
-  readonly casRetries?: number;
-  /** Largest accepted `input`, in bytes of its JSON. Default 1 MiB. */
-  readonly maxInputBytes?: number;
-  /** Backoff between runs of a failing task (with jitter: each delay is 50–100% of this). */
-  readonly retryBackoff?: Partial<RetryBackoff>;
-  /**
-   * The clock, in epoch ms: an integer from 0 (1970) to 9999-12-31T23:59:59.999Z, else the
-   * operation reading it fails with VALIDATION at `$.clock`. Tests move it to expire leases
-   * without sleeping.
-   */
-  readonly clock?: () => number;
-}
-
-export interface PendingOptions {
-  /** At most this many tasks, oldest first. Default: all. */
-  readonly limit?: number;
-}
-
-export interface QuarantinedOptions {
-  /** A kind, an array of kinds, or `""` / `[]` (the default) for every kind. */
-  readonly kinds?: string | readonly string[];
-  /** At most this many, in the order they were quarantined. Default: all. */
-  readonly limit?: number;
-}
-
-/** A task taken out of every queue because its stored document or last error does not decode. */
-export type QuarantinedTask = Quarantined;
-
-export interface SubmitOptions {
-  /** Not claimed before this many ms from now. */
-  readonly delayMs?: number;
-  /** Not claimed before this time (epoch ms or Date). */
-  readonly runAt?: number | Date;
-  /** Higher is claimed first. Default 0. */
-  readonly priority?: number;
-  /** Runs before a failing task is failed for good. Default 3. */
-  readonly maxAttempts?: number;
-  /** A second submit with the same key writes nothing and returns the first task's id. */
-  readonly idempotencyKey?: string;
-}
-
-export interface SubmitRequest {
-  readonly kind: string;
-  readonly input: unknown;
-  readonly options?: SubmitOptions;
-}
-
-export interface ClaimOptions {
-  /** Who holds the lease (a worker name); shown to operators and in LEASE_LOST errors. */
-  readonly owner: string;
-  /** How long the lease lasts without a heartbeat. Default 30 s, at least 100 ms. */
-  readonly leaseMs?: number;
-}
-
-/** A task with its scheduling state. */
-export interface TaskRecord {
-  readonly task: Task;
-  readonly priority: number;
-  /** Epoch ms before which it is not claimed. */
-  readonly runAt: number;
-  /** Times claimed. (The task's `attempts` counts checkpoint() calls, as in the seed.) */
-  readonly runs: number;
-  readonly maxAttempts: number;
-  /** Present while running. */
-  readonly lease: Lease | null;
-  readonly lastError: CruxErr | null;
-  readonly cancelRequested: boolean;
-  readonly idempotencyKey: string | null;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-}
-
-export interface ClaimedTask extends TaskRecord {
-  readonly lease: Lease;
-}
-
-export interface HeartbeatResult {
-  readonly expiresAt: number;
-  /** cancel() was called: stop and fail the run. */
-  readonly cancelRequested: boolean;
-}
-
-export interface StepResult {
-  /** cancel() was called: stop and fail the run. */
-  readonly cancelRequested: boolean;
-}
-
-export interface FailResult {
-  /** `pending` when it will run again at `runAt`; `failed` when it is failed for good. */
-  readonly status: "pending" | "failed";
-  readonly runAt: number;
-}
-
-export interface FailOptions {
-  /**
-   * Fail the task for good, whatever runs remain: the error cannot heal by retrying (bad
-   * input, a result that cannot be stored). Default false.
-   */
-  readonly final?: boolean;
-}
-
-/**
- * How complete() ended the run: `done`; or `failed` with the error stored, when cancel() had
- * been called for the run (its error is the cancel's: `{ kind: "cancelled", reason }`).
- */
-export type CompleteResult =
-  | { readonly status: "done" }
-  | { readonly status: "failed"; readonly error: CruxErr };
-
-export interface RecoverOptions {
-  /**
-   * Also take back tasks leased to this owner whose leases have not yet expired: a worker
-   * restarting under a stable name knows its earlier leases are dead.
-   */
-  readonly owner?: string;
-}
 
 export class TaskRegistry {
   readonly #backend: RegistryBackend;
@@ -815,38 +708,6 @@ function withinBudget(change: Change, path: string): Change {
   };
 }
 
-interface RegistrySettings {
-  readonly casRetries: number;
-  readonly maxInputBytes: number;
-  readonly backoff: RetryBackoff;
-  readonly clock: () => number;
-}
-
-/** The options checked (VALIDATION naming the field), with their defaults. */
-export function registrySettings(options: TaskRegistryOptions): RegistrySettings {
-  const { casRetries, maxInputBytes, retryBackoff, clock } = optionsObject(options, [
-    "casRetries",
-    "maxInputBytes",
-    "retryBackoff",
-    "clock",
-  ]);
-  const backoff = optionsObject(
-    retryBackoff,
-    ["baseMs", "maxMs"],
-    "$.retryBackoff",
-    "expected { baseMs?, maxMs? }",
-  );
-  return {
-    casRetries: positiveInteger(casRetries ?? 3, "$.casRetries"),
-    maxInputBytes: positiveInteger(maxInputBytes ?? 1024 * 1024, "$.maxInputBytes"),
-    backoff: {
-      baseMs: positiveInteger(backoff.baseMs ?? 1000, "$.retryBackoff.baseMs"),
-      maxMs: positiveInteger(backoff.maxMs ?? 300_000, "$.retryBackoff.maxMs"),
-    },
-    clock: clock === undefined ? Date.now : checkedClock(clock),
-  };
-}
-
 /**
  * The state, its stored last error checked: inside a claim or a sweep, one that does not decode
  * throws its SerializationError there, and the backend quarantines the task instead of failing
@@ -861,57 +722,4 @@ function lastErrorChecked(state: TaskState): TaskState {
 function decoded(state: TaskState): TaskState {
   const task = state.decoded ?? decodeStoredTask(state.data, state.id);
   return lastErrorChecked({ ...state, decoded: task });
-}
-
-function toRecord(state: TaskState): TaskRecord {
-  return {
-    task: viewTask(state.decoded ?? decodeStoredTask(state.data, state.id)),
-    priority: state.priority,
-    runAt: state.runAt,
-    runs: state.runs,
-    maxAttempts: state.maxAttempts,
-    lease: state.lease,
-    lastError: state.lastError === null ? null : decodeStoredCruxErr(state.lastError, state.id),
-    cancelRequested: state.cancelRequested,
-    idempotencyKey: state.idempotencyKey,
-    createdAt: state.createdAt,
-    updatedAt: state.updatedAt,
-  };
-}
-
-/**
- * A CruxErr from what a handler threw or a caller passed: a CruxFailure's (validated again:
- * `err` can be changed after construction); an Error's message (whatever other fields it
- * has); a string; or a CruxErr value, validated. A message comes from code the caller may not
- * control, so it is repaired, not refused: lone surrogates become U+FFFD.
- */
-function toCruxErr(error: unknown): CruxErr {
-  let kind: "failure" | "error" | "other";
-  try {
-    // An Error of another realm (a `vm` context's) is not `instanceof Error`.
-    kind =
-      error instanceof CruxFailure
-        ? "failure"
-        : types.isNativeError(error) || error instanceof Error
-          ? "error"
-          : "other";
-  } catch (cause) {
-    throw new ValidationError("$.error", "the value cannot be read", { cause }); // a Proxy trap
-  }
-  if (kind === "failure") return checkCruxErr((error as CruxFailure).err, "$.error.err");
-  if (kind === "error") return failure(messageOf(error as Error));
-  if (typeof error === "string") return failure(error.toWellFormed());
-  return checkCruxErr(error, "$.error");
-}
-
-function failure(message: string): CruxErr {
-  return withJsonView({ kind: "step_failed", step: "", message });
-}
-
-function messageOf(error: Error): string {
-  try {
-    return String(error.message).toWellFormed();
-  } catch (cause) {
-    throw new ValidationError("$.error.message", "the message cannot be read", { cause });
-  }
 }
