@@ -1,4 +1,5 @@
 import { randomFillSync } from "node:crypto";
+import { ValidationError } from "./errors.js";
 
 declare const brand: unique symbol;
 type Branded<T, B extends string> = T & { readonly [brand]: B };
@@ -33,7 +34,10 @@ export class UlidSource {
 
   next(now: number): string {
     if (!Number.isSafeInteger(now) || now < 0 || now > MAX_TIME) {
-      throw new RangeError(`a ULID time must be an integer from 0 to 2^48 - 1, not ${now}`);
+      throw new ValidationError(
+        "$.now",
+        `a ULID time must be an integer from 0 to 2^48 - 1, not ${String(now)}`,
+      );
     }
     if (now <= this.#lastTime) this.#increment();
     else {

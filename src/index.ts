@@ -57,9 +57,16 @@ export type {
   TaskRecord,
 } from "./record.js";
 export { TaskRegistry } from "./registry.js";
-export { decodeCrux, decodeTask, encodeCrux, encodeTask } from "./wire/codec.js";
+export {
+  decodeCrux,
+  decodeTask,
+  encodeCrux,
+  encodeTask,
+  parseJsonText as parseJson,
+  stringifyJsonValue as stringifyJson,
+} from "./wire/codec.js";
 export { contentHash, identityHash } from "./wire/hash.js";
-export { F64, type Json, parseJson, stringifyJson } from "./wire/json.js";
+export { F64, type Json } from "./wire/json.js";
 export {
   BUDGET_KINDS,
   type BudgetKind,

@@ -10,6 +10,7 @@ import { checkNesting, DEPTH, MAX_DEPTH } from "../limits.js";
 import {
   formatF32,
   formatF64,
+  type Json,
   JsonSyntaxError,
   JsonValueError,
   parseJson,
@@ -162,17 +163,7 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, root = 
 }
 
 function decodeWith<S extends z.ZodType>(schema: S, text: string, root = "$"): z.output<S> {
-  if (typeof text !== "string") throw new ValidationError(root, "expected JSON text (a string)");
-  let parsed: unknown;
-  try {
-    parsed = parseJson(text);
-  } catch (error) {
-    if (error instanceof JsonSyntaxError) {
-      throw new ValidationError(root, error.message, { cause: error });
-    }
-    throw error;
-  }
-  return validate(schema, parsed, root);
+  return validate(schema, parseJsonText(text, root), root);
 }
 
 /*
@@ -257,6 +248,24 @@ export function writeCruxErr(err: CruxErr, path = "$", depth = 0): string {
 /** A container at `level` of a document is one the parser reads; else a ValidationError. */
 function checkLevel(level: number, path: string): void {
   if (level > MAX_DEPTH) throw new ValidationError(path, `nesting deeper than ${MAX_DEPTH}`);
+}
+
+/** parseJson for callers: text that is not JSON (or not text) is a ValidationError at `root`. */
+export function parseJsonText(text: string, root = "$"): Json {
+  if (typeof text !== "string") throw new ValidationError(root, "expected JSON text (a string)");
+  try {
+    return parseJson(text);
+  } catch (error) {
+    if (error instanceof JsonSyntaxError) {
+      throw new ValidationError(root, error.message, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** stringifyJson for callers: a value with no JSON form is a ValidationError at its path. */
+export function stringifyJsonValue(value: unknown): string {
+  return jsonTextAt(value, "$");
 }
 
 /**

@@ -3,14 +3,17 @@
  * SipHash-1-3 with both keys 0. Checkpoints written by Rust carry these values, and
  * replay only hits the cache when ours match bit for bit.
  */
-import { type Json, stringifyJson } from "./json.js";
+import { ValidationError } from "../errors.js";
+import { jsonTextAt } from "./codec.js";
+import type { Json } from "./json.js";
 
 const utf8 = new TextEncoder();
 
 /** Hash of the step identity: the name's UTF-8 bytes, 0xFF (Rust's str terminator), the ordinal as u32 LE. */
 export function identityHash(name: string, ordinal: number): bigint {
+  if (typeof name !== "string") throw new ValidationError("$.name", "expected a string");
   if (!Number.isInteger(ordinal) || ordinal < 0 || ordinal > 0xffff_ffff) {
-    throw new RangeError(`ordinal must be a u32, got ${ordinal}`);
+    throw new ValidationError("$.ordinal", `expected a u32, got ${String(ordinal)}`);
   }
   const bytes = utf8.encode(name);
   const message = new Uint8Array(bytes.length + 5);
@@ -23,7 +26,7 @@ export function identityHash(name: string, ordinal: number): bigint {
 
 /** Hash of a key's compact JSON: its UTF-8 length as u64 LE (Rust's slice length prefix), then the bytes. */
 export function contentHash(key: Json): bigint {
-  const bytes = utf8.encode(stringifyJson(key));
+  const bytes = utf8.encode(jsonTextAt(key, "$.key"));
   const message = new Uint8Array(bytes.length + 8);
   const view = new DataView(message.buffer);
   view.setUint32(0, bytes.length, true); // high half stays 0: a JS string's UTF-8 is far below 2^32 bytes

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { contentHash, identityHash } from "../../src/wire/hash.js";
-import { F64, type Json, JsonValueError, parseJson } from "../../src/wire/json.js";
+import { F64, type Json, parseJson } from "../../src/wire/json.js";
 
 describe("identityHash", () => {
   it.each<[string, number, bigint]>([
@@ -23,7 +23,9 @@ describe("identityHash", () => {
   it.each([[-1], [1.5], [2 ** 32], [Number.NaN], [Number.POSITIVE_INFINITY]])(
     "rejects ordinal %d",
     (ordinal) => {
-      expect(() => identityHash("fetch", ordinal)).toThrow(RangeError);
+      expect(() => identityHash("fetch", ordinal)).toThrow(
+        expect.objectContaining({ code: "VALIDATION", path: "$.ordinal" }),
+      );
     },
   );
 
@@ -60,7 +62,11 @@ describe("contentHash", () => {
   });
 
   it("rejects keys that are not JSON", () => {
-    expect(() => contentHash(Number.NaN)).toThrow(JsonValueError);
-    expect(() => contentHash({ a: undefined } as unknown as Json)).toThrow(JsonValueError);
+    expect(() => contentHash(Number.NaN)).toThrow(
+      expect.objectContaining({ code: "VALIDATION", path: "$.key" }),
+    );
+    expect(() => contentHash({ a: undefined } as unknown as Json)).toThrow(
+      expect.objectContaining({ code: "VALIDATION", path: "$.key.a" }),
+    );
   });
 });

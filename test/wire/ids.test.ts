@@ -39,7 +39,9 @@ describe("ULIDs", () => {
   it("refuse a time outside 48 bits", () => {
     const source = new UlidSource();
     for (const bad of [-1, MAX_TIME + 1, 1.5, Number.NaN]) {
-      expect(() => source.next(bad)).toThrow(RangeError);
+      expect(() => source.next(bad)).toThrow(
+        expect.objectContaining({ code: "VALIDATION", path: "$.now" }),
+      );
     }
   });
 

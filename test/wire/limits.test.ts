@@ -20,6 +20,7 @@ import {
 } from "../../src/errors.js";
 import { CruxFailure } from "../../src/failure.js";
 import { newCruxId, newTaskId } from "../../src/ids.js";
+import * as pkg from "../../src/index.js";
 import { checkNesting, MAX_DEPTH } from "../../src/limits.js";
 import {
   decodeCrux,
@@ -205,5 +206,28 @@ describe("JSON.stringify of what the library hands out", () => {
       "-9223372036854775808",
     ]);
     expect(Object.keys(task)).not.toContain("toJSON");
+  });
+});
+
+describe("the package's exported helpers refuse bad arguments with VALIDATION", () => {
+  it.each([
+    ["parseJson(null)", () => pkg.parseJson(null as unknown as string), "$"],
+    ["parseJson('x')", () => pkg.parseJson("x"), "$"],
+    ["stringifyJson(undefined)", () => pkg.stringifyJson(undefined), "$"],
+    ["stringifyJson({ a: NaN })", () => pkg.stringifyJson({ a: Number.NaN }), "$.a"],
+    ["identityHash('s', 1.5)", () => pkg.identityHash("s", 1.5), "$.ordinal"],
+    ["identityHash(1, 0)", () => pkg.identityHash(1 as unknown as string, 0), "$.name"],
+    ["contentHash(undefined)", () => pkg.contentHash(undefined as unknown as Json), "$.key"],
+    ["newTaskId(-1)", () => pkg.newTaskId(-1), "$.now"],
+    ["newCruxId(NaN)", () => pkg.newCruxId(Number.NaN), "$.now"],
+  ])("%s", (_name, call, path) => {
+    let caught: unknown;
+    try {
+      call();
+    } catch (error) {
+      caught = error;
+    }
+    expect(pkg.hasErrorCode(caught, "VALIDATION")).toBe(true);
+    expect(caught).toMatchObject({ path });
   });
 });
