@@ -47,7 +47,8 @@ describe("the appended steps' total length", () => {
     // The file as it was before the migration: its table and its record gone.
     withDb(file, (db) => {
       db.exec("drop table task_steps_length");
-      db.prepare(`delete from ${MIGRATION_TABLE} where name = ?`).run("0004_appended_length");
+      // It and every later migration: they run again, in order (each is safe to rerun here).
+      db.prepare(`delete from ${MIGRATION_TABLE} where name >= ?`).run("0004_appended_length");
     });
     reg = await openRegistry(file);
     const upgraded = totals(file, id);
