@@ -281,7 +281,7 @@ export class TaskRegistry {
   }
 
   /** Claim up to `limit` tasks in one transaction, each under its own lease; see claim(). */
-  claimMany(
+  async claimMany(
     kinds: string | readonly string[],
     options: ClaimOptions & { readonly limit: number },
   ): Promise<ClaimedTask[]> {
@@ -513,7 +513,7 @@ export class TaskRegistry {
   }
 
   /** Tasks of `kinds` taken out of every queue because they do not decode, oldest first. */
-  quarantined(options: QuarantinedOptions = {}): Promise<QuarantinedTask[]> {
+  async quarantined(options: QuarantinedOptions = {}): Promise<QuarantinedTask[]> {
     const given = optionsObject(options, ["kinds", "limit"]);
     const kinds = checkKinds(given.kinds ?? []);
     const limit = given.limit === undefined ? undefined : positiveInteger(given.limit, "$.limit");
@@ -536,7 +536,7 @@ export class TaskRegistry {
   }
 
   /** The earliest time after `after` when a task of `kinds` falls due or a lease expires. */
-  nextWakeAt(
+  async nextWakeAt(
     kinds: string | readonly string[] = [],
     after = this.#now(),
   ): Promise<number | undefined> {

@@ -270,6 +270,21 @@ describe.each(BACKENDS)("what can be stored, on $name", (factory) => {
   });
 
   describe("no raw error escapes", () => {
+    it("every promise-returning method rejects bad arguments rather than throwing them at the call", async () => {
+      const calls: [string, () => Promise<unknown>][] = [
+        ["claimMany", () => reg.claimMany(42 as never, { owner: "w", limit: 1 })],
+        ["quarantined", () => reg.quarantined({ kinds: 42 as never })],
+        ["nextWakeAt", () => reg.nextWakeAt(42 as never)],
+      ];
+      for (const [name, call] of calls) {
+        let promise: Promise<unknown> | undefined;
+        expect(() => {
+          promise = call();
+        }, name).not.toThrow();
+        expect((await rejection(promise as Promise<unknown>)).code, name).toBe("VALIDATION");
+      }
+    });
+
     it("a clock giving NaN, a negative, fractional or non-number value, or throwing: VALIDATION at $.clock, nothing written", async () => {
       const { id, token } = await running();
       await reg.submit("work", null);
