@@ -121,10 +121,11 @@ export function checkOwner(owner: unknown): string {
 
 /** A lease owner a worker or claim() may use: not the one updateStatus() leases under. */
 export function checkLeaseOwner(owner: unknown): string {
-  if (checkOwner(owner) === SEED_LEASE_OWNER) {
+  const checked = checkOwner(owner);
+  if (checked === SEED_LEASE_OWNER) {
     throw new ValidationError("$.owner", `"${SEED_LEASE_OWNER}" is the owner updateStatus() uses`);
   }
-  return owner as string;
+  return checked;
 }
 
 /** The reason given to cancel(): stored in the task's CruxErr. */
