@@ -3,7 +3,6 @@
  * ValidationError naming the offending field. Nothing is written before they pass.
  */
 import { z } from "zod";
-import type { KindFilter } from "./backend/port.js";
 import { formatPath, ValidationError } from "./errors.js";
 import type { TaskId } from "./ids.js";
 import { SEED_LEASE_OWNER } from "./lifecycle.js";
@@ -15,6 +14,7 @@ import {
   MAX_OWNER_LENGTH,
   MAX_REASON_LENGTH,
 } from "./limits.js";
+import type { KindFilter } from "./task-state.js";
 import { checkTimerMs } from "./timers.js";
 import { jsonTextAt, validate } from "./wire/codec.js";
 import type { Json } from "./wire/json.js";

@@ -1,17 +1,14 @@
 export { DEFAULT_LEASE_MS, MIN_LEASE_MS } from "./arguments.js";
+export * as adapterKit from "./backend/kit.js";
 export { MemoryBackend } from "./backend/memory.js";
 export type {
   Batch,
   Change,
-  KindFilter,
-  Lease,
-  Quarantined,
+  ChangeFeed,
+  LeaseRequest,
   RegistryBackend,
+  RunEnd,
   SeedWrite,
-  StoredDocument,
-  SweepFilter,
-  TaskRow,
-  TaskState,
 } from "./backend/port.js";
 export {
   DURABILITY_MODES,
@@ -57,6 +54,16 @@ export type {
   TaskRecord,
 } from "./record.js";
 export { TaskRegistry } from "./registry.js";
+export type {
+  KindFilter,
+  Lease,
+  Quarantined,
+  StepRecord,
+  StoredDocument,
+  SweepFilter,
+  TaskRow,
+  TaskState,
+} from "./task-state.js";
 export {
   decodeCrux,
   decodeTask,

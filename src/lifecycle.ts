@@ -10,22 +10,22 @@
  *   pending ──cancel──▶ failed      running ──cancel──▶ running, cancelRequested
  *   running, cancelRequested ──complete, fail, release or expire──▶ failed for good
  */
-import type { Lease, StepRecord, TaskRow, TaskState } from "./backend/port.js";
+import type { Change, LeaseRequest, SeedWrite } from "./backend/port.js";
 import { InvalidStateError, LeaseLostError, ValidationError } from "./errors.js";
-import { newCruxId, type TaskId } from "./ids.js";
+import type { CruxId, TaskId } from "./ids.js";
 import { checkDocumentLength, MAX_DOCUMENT_LENGTH } from "./limits.js";
+import type { Lease, StepRecord, TaskRow, TaskState } from "./task-state.js";
 import {
+  decodeStep,
   decodeStoredCruxErr,
   decodeStoredTask,
   writeCrux,
   writeCruxErr,
-  writeCruxValue,
   writeTask,
   writeTaskWithInput,
 } from "./wire/codec.js";
-import type { Json } from "./wire/json.js";
-import type { Crux, CruxErr, CruxValue, Step, Task, TaskStatus } from "./wire/schema.js";
-import { countSteps, editRun } from "./wire/splice.js";
+import type { Crux, CruxErr, TaskStatus } from "./wire/schema.js";
+import { countSteps, editRun, putSteps } from "./wire/splice.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
 
@@ -61,6 +61,7 @@ export function newTaskState(task: NewTask, now: number): TaskState {
     runAt: task.runAt,
     runs: 0,
     maxAttempts: task.maxAttempts,
+    fence: 0,
     lease: null,
     lastError: null,
     idempotencyKey: task.idempotencyKey,
@@ -81,8 +82,7 @@ export function overwriteDocument(
   current: TaskState | undefined,
   id: TaskId,
   row: TaskRow,
-  now: number,
-  lease?: Lease,
+  { now, lease }: SeedWrite,
 ): TaskState {
   if (!row.data.isWellFormed()) {
     // SQLite stores text as UTF-8 and would silently replace a lone surrogate.
@@ -98,6 +98,7 @@ export function overwriteDocument(
     runAt: 0,
     runs: 0,
     maxAttempts: DEFAULT_MAX_ATTEMPTS,
+    fence: 0,
     lease: null,
     lastError: null,
     idempotencyKey: null,
@@ -107,13 +108,22 @@ export function overwriteDocument(
   };
   const startsRun =
     row.status === "pending" || (row.status === "running" && base.status !== "running");
-  return {
+  const next = {
     ...base,
     ...row,
-    lease: row.status === "running" ? (base.lease ?? lease ?? null) : null,
+    lease: row.status === "running" ? base.lease : null,
     cancelRequested: startsRun ? false : base.cancelRequested,
     updatedAt: now,
   };
+  return next.status === "running" && next.lease === null && lease !== undefined
+    ? withNewLease(next, lease.owner, lease.expiresAt)
+    : next;
+}
+
+/** The state under a new lease, whose token is the task's next fence value. */
+function withNewLease(state: TaskState, owner: string, expiresAt: number): TaskState {
+  const fence = state.fence + 1;
+  return { ...state, fence, lease: { owner, token: String(fence), expiresAt } };
 }
 
 /**
@@ -126,19 +136,19 @@ export function repairDocument(
   row: TaskRow,
   now: number,
 ): TaskState {
-  return { ...overwriteDocument(current, id, row, now), lastError: null };
+  return { ...overwriteDocument(current, id, row, { now }), lastError: null };
 }
 
-/** Take a due pending task: a new lease, one more run, and a mid-run checkpoint to append steps to. */
-export function claimTask(state: TaskState, lease: Lease, now: number): TaskState {
+/**
+ * Take a due pending task: a new lease, one more run, and a mid-run checkpoint to append steps
+ * to (a new one, if the task has none: see newCheckpoint).
+ */
+export function claimTask(state: TaskState, { owner, now, expiresAt }: LeaseRequest): TaskState {
   if (state.status !== "pending") {
     throw new InvalidStateError(`task ${state.id} is ${state.status}, not pending`);
   }
-  // Decoded, not edited as text: the claimer needs the task decoded anyway.
-  return withDocument({ ...state, runs: state.runs + 1, lease }, "running", now, (task) => ({
-    ...task,
-    checkpoint: changeRun(task.checkpoint, task.kind, RUN_IN_PROGRESS, now),
-  }));
+  const leased = withNewLease({ ...state, runs: state.runs + 1 }, owner, expiresAt);
+  return rewrite(leased, "running", now, RUN_IN_PROGRESS);
 }
 
 /** Extend the lease of the current holder. */
@@ -156,10 +166,20 @@ export function heartbeatTask(
  * Finish the run: `{"Ok": value}`, `finished_at`, status done — unless cancel() was called
  * for the run: then it is failed with the cancel's error, as if the holder had failed it.
  */
-export function completeTask(state: TaskState, token: string, value: Json, now: number): TaskState {
+export function completeTask(
+  state: TaskState,
+  token: string,
+  valueText: string,
+  now: number,
+): TaskState {
   fence(state, token);
   if (state.cancelRequested) return failTask(state, token, cancellation(state), now, now);
-  return finish(state, "done", { Ok: value }, now);
+  return finish(state, "done", okText(valueText), now);
+}
+
+/** The checkpoint value `{"Ok":…}` of a run's result, from its JSON. */
+export function okText(valueText: string): string {
+  return `{"Ok":${valueText}}`;
 }
 
 /**
@@ -184,7 +204,7 @@ export function failTask(
     state.runs >= state.maxAttempts ||
     cause.kind === "replay_mismatch";
   return final
-    ? finish(failed, "failed", { Err: cause }, now)
+    ? finish(failed, "failed", `{"Err":${failed.lastError}}`, now)
     : rewrite({ ...failed, lease: null, runAt: retryAt }, "pending", now);
 }
 
@@ -241,12 +261,8 @@ export function cancelTask(state: TaskState, reason: string, now: number): TaskS
     state.status === "pending" ||
     (state.status === "running" && state.lease?.owner === SEED_LEASE_OWNER)
   ) {
-    return finish(
-      { ...state, lastError: writeCruxErr({ kind: "cancelled", reason }) },
-      "failed",
-      { Err: { kind: "cancelled", reason } },
-      now,
-    );
+    const lastError = writeCruxErr({ kind: "cancelled", reason });
+    return finish({ ...state, lastError }, "failed", `{"Err":${lastError}}`, now);
   }
   if (state.status === "running" && !state.cancelRequested) {
     // The reason waits in lastError until the run ends; failTask makes it the final error.
@@ -271,24 +287,51 @@ export function retryTask(state: TaskState, now: number): TaskState {
 
 /**
  * Record steps of the running task inside its document: each replaces the step at its ordinal,
- * or extends the steps by one.
+ * or extends the steps by one. A document laid out as we write it is edited as text (the steps
+ * already there are not decoded again); any other is decoded and re-encoded. A ValidationError
+ * at the step's path if one would leave a gap or the document grows past MAX_DOCUMENT_LENGTH.
  */
 export function recordSteps(
   state: TaskState,
   token: string,
-  entries: readonly { readonly ordinal: number; readonly step: Step }[],
+  steps: readonly StepRecord[],
   now: number,
 ): TaskState {
   fence(state, token);
-  return withDocument(state, "running", now, (task) => {
-    const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
-    const steps = [...checkpoint.steps];
-    for (const { ordinal, step } of entries) {
-      if (ordinal > steps.length) throw gap(ordinal, steps.length);
-      steps[ordinal] = step;
-    }
-    return { ...task, checkpoint: { ...checkpoint, steps } };
-  });
+  const edited = putSteps(state.data, steps);
+  let data: string;
+  if (edited === undefined) {
+    data = recordDecoded(state, steps);
+  } else if (edited.gap !== undefined) {
+    throw gap(edited.gap.ordinal, edited.gap.next);
+  } else {
+    data = edited.data;
+  }
+  if (data.length > MAX_DOCUMENT_LENGTH)
+    checkDocumentLength(data.length, overBudgetPath(state, steps));
+  return { ...state, data, updatedAt: now };
+}
+
+/** Where steps that take the document past the budget are refused: at the first that does. */
+function overBudgetPath(state: TaskState, steps: readonly StepRecord[]): string {
+  let n = 1;
+  for (; n < steps.length; n++) {
+    const edited = putSteps(state.data, steps.slice(0, n));
+    if (edited?.gap === undefined && (edited?.data.length ?? 0) > MAX_DOCUMENT_LENGTH) break;
+  }
+  return steps[n - 1]?.path ?? `$.steps[${n - 1}]`;
+}
+
+/** recordSteps for a document not laid out as we write it: decoded, edited, re-encoded. */
+function recordDecoded(state: TaskState, records: readonly StepRecord[]): string {
+  const task = decodeStoredTask(state.data, state.id);
+  const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
+  const steps = [...checkpoint.steps];
+  for (const { ordinal, data, path } of records) {
+    if (ordinal > steps.length) throw gap(ordinal, steps.length);
+    steps[ordinal] = decodeStep(data, path ?? "$.step");
+  }
+  return writeTask({ ...task, checkpoint: { ...checkpoint, steps } });
 }
 
 /**
@@ -342,6 +385,21 @@ function gap(ordinal: number, next: number): ValidationError {
   return new ValidationError("$.ordinal", `step ${ordinal} would leave a gap: the next is ${next}`);
 }
 
+/**
+ * `change`, refused at `path` when it grows the document, or makes a last error (read beside
+ * it), longer than MAX_DOCUMENT_LENGTH.
+ */
+export function withinBudget(change: Change, path: string): Change {
+  return (current) => {
+    const next = change(current);
+    if (next.data.length > current.data.length) checkDocumentLength(next.data.length, path);
+    if (next.lastError !== current.lastError) {
+      checkDocumentLength(next.lastError?.length ?? 0, path);
+    }
+    return next;
+  };
+}
+
 /** The lease, if `token` holds it; otherwise a LeaseLostError saying why not. */
 export function fence(state: TaskState, token: string): Lease {
   if (state.status !== "running" || state.lease === null) {
@@ -353,95 +411,120 @@ export function fence(state: TaskState, token: string): Lease {
   return state.lease;
 }
 
-function finish(
-  state: TaskState,
-  status: "done" | "failed",
-  value: Crux["value"],
-  now: number,
-): TaskState {
+function finish(state: TaskState, status: "done" | "failed", valueText: string, now: number) {
   return rewrite({ ...state, lease: null }, status, now, {
-    value,
-    finishedAt: timestamp(now),
+    valueText,
+    finishedAt: now,
     start: true,
   });
 }
 
 /** How a transition changes the checkpoint: the run's value and end time. */
-interface RunChange {
-  readonly value: CruxValue;
-  readonly finishedAt: string | null;
+export interface RunChange {
+  /** The checkpoint's new `value`, as JSON. */
+  readonly valueText: string;
+  /** Epoch ms, or null while the run has not ended. */
+  readonly finishedAt: number | null;
   /** Give a task without a checkpoint a new one (else it keeps none). */
   readonly start: boolean;
 }
 
 /** A run that has not ended: no value yet, no end time. */
-const RUN_IN_PROGRESS: RunChange = { value: { Ok: null }, finishedAt: null, start: true };
+export const RUN_IN_PROGRESS: RunChange = {
+  valueText: '{"Ok":null}',
+  finishedAt: null,
+  start: true,
+};
 
 /**
- * A new status and, with `run`, the checkpoint's value and end time. An undecoded document
- * laid out as we write it is edited as text (the run's input and steps are not decoded
- * again); any other is decoded and re-encoded, which gives the same text.
+ * A new status and, with `run`, the checkpoint's value and end time. A document laid out as
+ * we write it is edited as text (the run's input and steps are not decoded again); any other
+ * is decoded and re-encoded, which gives the same text.
  */
 function rewrite(state: TaskState, status: TaskStatus, now: number, run?: RunChange): TaskState {
-  if (state.decoded === undefined) {
-    const data = editRun(state.data, {
-      fromStatusText: `"${state.status}"`,
-      statusText: `"${status}"`,
-      ...(run && {
-        run: {
-          valueText: writeCruxValue(run.value, "$.checkpoint.value"),
-          finishedAtText: run.finishedAt === null ? "null" : JSON.stringify(run.finishedAt),
-          ...(run.start && {
-            newCheckpoint: () => writeCrux(changeRun(null, state.kind, run, now), "$.checkpoint"),
-          }),
-        },
-      }),
-    });
-    if (data !== undefined) return { ...state, status, data, updatedAt: now };
-  }
-  return withDocument(state, status, now, (task) =>
-    run === undefined || (task.checkpoint === null && !run.start)
-      ? task
-      : { ...task, checkpoint: changeRun(task.checkpoint, task.kind, run, now) },
-  );
+  return { ...state, status, data: withRun(state, status, run, now), updatedAt: now };
 }
 
-function changeRun(checkpoint: Crux | null, agent: string, run: RunChange, now: number): Crux {
-  return {
-    ...(checkpoint ?? newCheckpoint(agent, now)),
-    value: run.value,
-    finished_at: run.finishedAt,
-  };
-}
-
-/** Re-encode the document with a new status after `edit`; columns and document stay in step. */
-function withDocument(
-  state: TaskState,
+/**
+ * The document of `state` with `status` and, with `run`, the checkpoint's value and end time;
+ * a task without a checkpoint gets a new one started at `startedAt` when `run.start`. Adapters
+ * that keep run state beside the document splice it in with this on read.
+ */
+export function withRun(
+  state: Pick<TaskState, "id" | "kind" | "status" | "data">,
   status: TaskStatus,
-  now: number,
-  edit: (task: Task) => Task,
-): TaskState {
-  const task = edit({ ...(state.decoded ?? decodeStoredTask(state.data, state.id)), status });
-  return { ...state, status, data: writeTask(task), updatedAt: now, decoded: task };
+  run: RunChange | undefined,
+  startedAt: number,
+): string {
+  const finishedAtText =
+    run?.finishedAt == null ? "null" : JSON.stringify(timestamp(run.finishedAt));
+  const data = editRun(state.data, {
+    fromStatusText: `"${state.status}"`,
+    statusText: `"${status}"`,
+    ...(run && {
+      run: {
+        valueText: run.valueText,
+        finishedAtText,
+        ...(run.start && {
+          newCheckpoint: () =>
+            newCheckpointText(state.id, state.kind, run.valueText, startedAt, finishedAtText),
+        }),
+      },
+    }),
+  });
+  if (data !== undefined) return data;
+  const task = decodeStoredTask(state.data, state.id);
+  const checkpoint =
+    task.checkpoint ?? (run?.start ? newCrux(state.id, state.kind, startedAt) : null);
+  const canonical = writeTask({ ...task, status, checkpoint });
+  if (run === undefined || checkpoint === null) return canonical;
+  const edited = editRun(canonical, {
+    fromStatusText: `"${status}"`,
+    statusText: `"${status}"`,
+    run: { valueText: run.valueText, finishedAtText },
+  });
+  if (edited === undefined) throw new Error("a task document we wrote did not edit as text");
+  return edited;
 }
 
-/** How many steps the state's document holds; a transition's own decoding spares the scan. */
-export function stepsInDocument(state: TaskState): number {
-  if (state.decoded === undefined) return countSteps(state.data);
-  return state.decoded.checkpoint?.steps.length ?? 0;
+/**
+ * The checkpoint a task that has none gets when its first run starts. Its id is the task's
+ * own ULID (`cruxx_` instead of `task_`): unique as the task id is, and the same however many
+ * times a reader splices it in, so an adapter can store the run's start time alone.
+ */
+function newCheckpointText(
+  id: TaskId,
+  agent: string,
+  valueText: string,
+  startedAt: number,
+  finishedAtText: string,
+): string {
+  // The first `"value":` is the checkpoint's own: the agent before it is an escaped string.
+  return writeCrux(newCrux(id, agent, startedAt), "$.checkpoint")
+    .replace('"value":{"Ok":null}', () => `"value":${valueText}`)
+    .replace(/"finished_at":null\}$/, () => `"finished_at":${finishedAtText}}`);
 }
 
-/** A new checkpoint of `agent`, for a task that starts its first run. */
-function newCheckpoint(agent: string, now: number): Crux {
+function newCrux(id: TaskId, agent: string, startedAt: number): Crux {
   return {
-    id: newCruxId(now),
+    id: cruxIdOf(id),
     agent,
     value: { Ok: null },
     steps: [],
     children: [],
-    started_at: timestamp(now),
+    started_at: timestamp(startedAt),
     finished_at: null,
   };
+}
+
+/** The id of the checkpoint a task's first run creates: see newCheckpointText. */
+export function cruxIdOf(id: TaskId): CruxId {
+  return `cruxx_${id.slice("task_".length)}` as CruxId;
+}
+
+/** How many steps the state's document holds. */
+export function stepsInDocument(state: Pick<TaskState, "data">): number {
+  return countSteps(state.data);
 }
 
 /** The last timestamp made: a batch of transitions shares its millisecond. */

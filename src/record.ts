@@ -1,5 +1,5 @@
 /** What the TaskRegistry gives back: a task with its scheduling state, and method results. */
-import type { Lease, Quarantined, TaskState } from "./backend/port.js";
+import type { Lease, Quarantined, TaskState } from "./task-state.js";
 import { decodeStoredCruxErr, decodeStoredTask, viewTask } from "./wire/codec.js";
 import type { CruxErr, Task } from "./wire/schema.js";
 
@@ -56,7 +56,7 @@ export type CompleteResult =
 /** The record a stored state is handed out as: task and last error decoded, with JSON views. */
 export function toRecord(state: TaskState): TaskRecord {
   return {
-    task: viewTask(state.decoded ?? decodeStoredTask(state.data, state.id)),
+    task: viewTask(decodeStoredTask(state.data, state.id)),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,

@@ -4,7 +4,6 @@
  * recover, work) over any RegistryBackend. Input is validated here, at the boundary; stored
  * documents are decoded here; below, everything is plain typed values.
  */
-import { randomUUID } from "node:crypto";
 import type { z } from "zod";
 import {
   arrayItems,
@@ -18,22 +17,11 @@ import {
   checkToken,
   DEFAULT_LEASE_MS,
   encodeInput,
-  jsonValue,
   optionsObject,
   positiveInteger,
   submitOptionsSchema,
 } from "./arguments.js";
-import type {
-  Change,
-  KindFilter,
-  Lease,
-  Quarantined,
-  RegistryBackend,
-  SeedWrite,
-  StoredDocument,
-  TaskRow,
-  TaskState,
-} from "./backend/port.js";
+import type { Change, RegistryBackend, SeedWrite } from "./backend/port.js";
 import {
   ClosedError,
   ConflictError,
@@ -51,17 +39,15 @@ import { toCruxErr } from "./failure.js";
 import { newTaskId, type TaskId } from "./ids.js";
 import {
   cancelTask,
-  claimTask,
-  completeTask,
   DEFAULT_MAX_ATTEMPTS,
   expireTask,
   failTask,
   heartbeatTask,
   newTaskState,
-  recordSteps,
   releaseTask,
   retryTask,
   SEED_LEASE_OWNER,
+  withinBudget,
 } from "./lifecycle.js";
 import { checkDocumentLength, DEPTH } from "./limits.js";
 import {
@@ -86,11 +72,21 @@ import {
   type TaskRecord,
   toRecord,
 } from "./record.js";
+import { claimOrder } from "./selection.js";
+import type {
+  KindFilter,
+  Lease,
+  Quarantined,
+  StoredDocument,
+  TaskRow,
+  TaskState,
+} from "./task-state.js";
 import { Wakeup } from "./wakeup.js";
 import {
   checkCrux,
   decodeStoredCruxErr,
   decodeStoredTask,
+  jsonTextAt,
   replaceCheckpoint,
   validate,
   viewTask,
@@ -185,11 +181,7 @@ export class TaskRegistry {
     }
     const lease =
       status === "running"
-        ? (now: number): Lease => ({
-            owner: SEED_LEASE_OWNER,
-            token: randomUUID(),
-            expiresAt: now + DEFAULT_LEASE_MS,
-          })
+        ? (now: number) => ({ owner: SEED_LEASE_OWNER, expiresAt: now + DEFAULT_LEASE_MS })
         : undefined;
     const taskId = checkTaskId(id);
     await this.#modify(
@@ -225,7 +217,7 @@ export class TaskRegistry {
     const given = optionsObject(options, ["limit"]).limit;
     const limit = given === undefined ? undefined : positiveInteger(given, "$.limit");
     for (let wanted = limit; ; ) {
-      const documents = await this.#backend.pending(kind, wanted);
+      const documents = await this.#backend.pending(kind === "" ? [] : [kind], wanted);
       const tasks: Task[] = [];
       for (const document of documents) {
         try {
@@ -300,14 +292,39 @@ export class TaskRegistry {
     const limit = positiveInteger(given.limit, "$.limit");
     const now = this.#now();
     if (takeOver) await this.#reclaim(filter, now);
-    const { changed, quarantined } = await this.#backend.claim(filter, now, limit, (s) =>
-      claimTask(lastErrorChecked(s), { owner, token: randomUUID(), expiresAt: now + leaseMs }, now),
-    );
-    this.#reportQuarantined(quarantined);
-    return changed.map((state) => {
-      this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
+    const lease = { owner, now, expiresAt: now + leaseMs };
+    const claimed: ClaimedTask[] = [];
+    // Decoded after the claim's commit, not inside its transaction: one that does not decode
+    // is given back to the queue and quarantined, and its place is claimed again.
+    for (let wanted = limit; wanted > 0; wanted = limit - claimed.length) {
+      const { changed, quarantined } = await this.#backend.claim(filter, lease, wanted);
+      this.#reportQuarantined(quarantined);
+      let undecodable = 0;
+      for (const state of [...changed].sort(claimOrder)) {
+        const record = await this.#claimedRecord(state, now);
+        if (record === undefined) {
+          undecodable++;
+          continue;
+        }
+        this.#events.emit("claimed", { id: state.id, kind: state.kind, owner, runs: state.runs });
+        claimed.push(record);
+      }
+      if (changed.length < wanted || undecodable === 0) break;
+    }
+    return claimed;
+  }
+
+  /** The record of a task just claimed; undefined when it did not decode and was given back. */
+  async #claimedRecord(state: TaskState, now: number): Promise<ClaimedTask | undefined> {
+    try {
       return toRecord(state) as ClaimedTask;
-    });
+    } catch (error) {
+      if (!hasErrorCode(error, "SERIALIZATION")) throw error;
+      const token = (state.lease as Lease).token;
+      const given = await this.#backend.quarantineClaimed(state.id, token, error.message, now);
+      if (given) this.#reportQuarantined([given]);
+      return undefined;
+    }
   }
 
   /** Extend the lease; says whether the task was cancelled meanwhile. LEASE_LOST if not held. */
@@ -328,17 +345,16 @@ export class TaskRegistry {
    * `failed` event): the result says which.
    */
   async complete(id: string, token: string, value: unknown = null): Promise<CompleteResult> {
-    const result = jsonValue(value, "$.value", DEPTH.result);
-    const now = this.#now();
-    const state = await this.#update(
-      id,
-      withinBudget((s) => completeTask(s, checkToken(token), result, now), "$.value"),
-    );
-    if (state.status === "done") {
-      this.#events.emit("completed", { id: state.id, kind: state.kind });
+    const taskId = checkTaskId(id);
+    const lease = checkToken(token);
+    // Encoded before the write: the backend's transaction holds only the write itself.
+    const valueText = jsonTextAt(value, "$.value", DEPTH.result);
+    const end = await this.#backend.complete(taskId, lease, valueText, this.#now());
+    if (end.status === "done") {
+      this.#events.emit("completed", { id: taskId, kind: end.kind });
       return { status: "done" };
     }
-    return { status: "failed", error: this.#afterFailure(state) };
+    return { status: "failed", error: this.#afterFailure({ id: taskId, ...end }) };
   }
 
   /**
@@ -420,15 +436,7 @@ export class TaskRegistry {
       data: writeStep(step, path),
       path,
     }));
-    let { appended, cancelRequested } = await this.#backend.appendSteps(taskId, lease, rows);
-    if (!appended) {
-      // A step inside the stored document: rewrite the document, once for all of them.
-      const now = this.#now();
-      const path = valid.length === 1 ? "$.step" : "$.steps";
-      const record = withinBudget((s) => recordSteps(s, lease, valid, now), path);
-      const state = await this.#update(taskId, record);
-      cancelRequested = state.cancelRequested;
-    }
+    const { cancelRequested } = await this.#backend.appendSteps(taskId, lease, rows, this.#now());
     for (const { ordinal, step, replayed } of valid) {
       if (replayed) continue;
       this.#events.emit("step", { id: taskId, name: step.name, ordinal, replayed: false });
@@ -496,7 +504,7 @@ export class TaskRegistry {
     const previous = new Map<TaskId, string>();
     const { changed, quarantined } = await this.#backend.sweep(kinds, { now, owner }, (s) => {
       if (s.lease) previous.set(s.id, s.lease.owner);
-      return expireTask(decoded(s), now, s.lease?.owner === owner);
+      return expireTask(decodable(s), now, s.lease?.owner === owner);
     });
     this.#reportQuarantined(quarantined);
     for (const state of changed) {
@@ -531,7 +539,7 @@ export class TaskRegistry {
     const next = validate(taskSchema, task, "$.task");
     if (next.id !== taskId) throw new ValidationError("$.task.id", `expected ${taskId}`);
     const data = writeTask(next);
-    await this.#backend.repair(taskId, { kind: next.kind, status: next.status, data });
+    await this.#backend.repair(taskId, { kind: next.kind, status: next.status, data }, this.#now());
     if (next.status === "pending") this.#wakeup.notify();
   }
 
@@ -636,10 +644,13 @@ export class TaskRegistry {
   }
 
   /** Emits `retried` or `failed` with the error as stored (cancel() may have chosen it); returns it. */
-  #afterFailure(state: TaskState): CruxErr {
+  #afterFailure(
+    state: Pick<TaskState, "id" | "kind" | "status" | "lastError"> & { runAt?: number },
+  ): CruxErr {
     const error = decodeStoredCruxErr(state.lastError as string); // every failed run stores one
     if (state.status === "pending") {
-      this.#events.emit("retried", { id: state.id, kind: state.kind, runAt: state.runAt, error });
+      const runAt = state.runAt as number; // a task pending again has its due time
+      this.#events.emit("retried", { id: state.id, kind: state.kind, runAt, error });
       this.#wakeup.notify();
     } else {
       this.#events.emit("failed", { id: state.id, kind: state.kind, error });
@@ -680,7 +691,7 @@ export class TaskRegistry {
   async #modify(
     id: TaskId,
     change: (stored: string) => TaskRow,
-    lease?: (now: number) => Lease,
+    lease?: (now: number) => NonNullable<SeedWrite["lease"]>,
   ): Promise<void> {
     for (let attempt = 0; attempt < this.#casRetries; attempt++) {
       const stored = await this.#backend.get(id);
@@ -694,32 +705,12 @@ export class TaskRegistry {
 }
 
 /**
- * `change`, refused at `path` when it grows the document, or makes a last error (read beside
- * it), longer than MAX_DOCUMENT_LENGTH.
+ * The state, once its stored document and last error are checked to decode: inside a sweep,
+ * one that does not throws its SerializationError there, and the backend quarantines the task
+ * instead of failing every other one (the expiry edits the document only as text).
  */
-function withinBudget(change: Change, path: string): Change {
-  return (current) => {
-    const next = change(current);
-    if (next.data.length > current.data.length) checkDocumentLength(next.data.length, path);
-    if (next.lastError !== current.lastError) {
-      checkDocumentLength(next.lastError?.length ?? 0, path);
-    }
-    return next;
-  };
-}
-
-/**
- * The state, its stored last error checked: inside a claim or a sweep, one that does not decode
- * throws its SerializationError there, and the backend quarantines the task instead of failing
- * every other one. (claimTask decodes the document itself.)
- */
-function lastErrorChecked(state: TaskState): TaskState {
+function decodable(state: TaskState): TaskState {
+  decodeStoredTask(state.data, state.id);
   if (state.lastError !== null) decodeStoredCruxErr(state.lastError, state.id);
   return state;
-}
-
-/** The same, with the document decoded too: a sweep's transition may edit it only as text. */
-function decoded(state: TaskState): TaskState {
-  const task = state.decoded ?? decodeStoredTask(state.data, state.id);
-  return lastErrorChecked({ ...state, decoded: task });
 }

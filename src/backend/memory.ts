@@ -1,44 +1,46 @@
 /**
- * The reference adapter: tasks in process memory. It states the port's semantics in the
- * fewest lines and doubles as the model in model-based tests. Nothing survives the process.
+ * The reference adapter: tasks in process memory, one whole document per task. It states the
+ * port's semantics in the fewest lines — every transition is the lifecycle's own rule applied
+ * to the stored state — and doubles as the model in model-based tests. Nothing survives the
+ * process, and nothing else can change it, so it has no change feed.
  */
 import { ClosedError, NotFoundError } from "../errors.js";
 import type { TaskId } from "../ids.js";
 import {
-  appendedLength,
-  canAppend,
-  fence,
+  claimTask,
+  completeTask,
   overwriteDocument,
+  recordSteps,
   repairDocument,
-  stepsInDocument,
+  withinBudget,
 } from "../lifecycle.js";
+import {
+  claimOrder,
+  idOrder,
+  isDue,
+  isSwept,
+  kindMatches,
+  sweepOrder,
+  wakeTime,
+} from "../selection.js";
 import type {
-  AppendResult,
-  Batch,
-  Change,
   KindFilter,
   Quarantined,
-  RegistryBackend,
-  SeedWrite,
   StepRecord,
   StoredDocument,
   SweepFilter,
   TaskRow,
   TaskState,
-} from "./port.js";
-import { changeEach, quarantinedError, spliceStored } from "./quarantine.js";
+} from "../task-state.js";
+import type { Batch, Change, LeaseRequest, RegistryBackend, RunEnd, SeedWrite } from "./port.js";
+import { changeEach, quarantinedError } from "./quarantine.js";
 
 interface Entry {
-  /** The state as last written; appended steps are not in its document. */
-  state: TaskState;
-  /** How many steps its document holds. */
-  inDocument: number;
-  /** Steps appended since, by ordinal. */
-  steps: Map<number, string>;
-  /** Their total length, each with its comma: what they add to the document as read. */
-  appended: number;
+  readonly state: TaskState;
   /** Set while the task is quarantined; a new document (a new entry) releases it. */
-  quarantine?: { readonly reason: string; readonly at: number };
+  readonly quarantine?: { readonly reason: string; readonly at: number };
+  /** The state before the claim that made this one, for quarantineClaimed. */
+  readonly claimedFrom?: TaskState;
 }
 
 export class MemoryBackend implements RegistryBackend {
@@ -46,43 +48,31 @@ export class MemoryBackend implements RegistryBackend {
   #closed = false;
 
   async get(id: TaskId): Promise<string | undefined> {
-    return this.#read(id)?.data;
+    return this.#entry(id)?.state.data;
   }
 
-  async put(id: TaskId, row: TaskRow): Promise<void> {
-    this.#assertOpen();
-    // The stored state, steps not spliced in: its document is replaced, however damaged.
-    this.#write(overwriteDocument(this.#entries.get(id)?.state, id, row, Date.now()));
+  async put(id: TaskId, row: TaskRow, now: number): Promise<void> {
+    this.#set(overwriteDocument(this.#entry(id)?.state, id, row, { now }));
   }
 
   async list(prefix: string): Promise<TaskId[]> {
-    this.#assertOpen();
-    return this.#sortedIds().filter((id) => id.startsWith(prefix));
+    return this.#states()
+      .filter((s) => s.id.startsWith(prefix))
+      .map((s) => s.id);
   }
 
-  async cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean> {
-    const current = this.#read(id);
+  async cas(id: TaskId, expected: string, next: TaskRow, write: SeedWrite): Promise<boolean> {
+    const current = this.#entry(id)?.state;
     if (current?.data !== expected) return false;
-    this.#write(overwriteDocument(current, id, next, write?.now ?? Date.now(), write?.lease));
+    this.#set(overwriteDocument(current, id, next, write));
     return true;
   }
 
-  async pending(kind: string, limit = Number.POSITIVE_INFINITY): Promise<StoredDocument[]> {
-    this.#assertOpen();
-    const documents: StoredDocument[] = [];
-    for (const id of this.#sortedIds()) {
-      if (documents.length >= limit) break;
-      const entry = this.#entries.get(id) as Entry;
-      const { state } = entry;
-      if (
-        state.status === "pending" &&
-        entry.quarantine === undefined &&
-        (kind === "" || state.kind === kind)
-      ) {
-        documents.push({ id, data: state.data });
-      }
-    }
-    return documents;
+  async pending(kinds: KindFilter, limit = Number.POSITIVE_INFINITY): Promise<StoredDocument[]> {
+    return this.#queued()
+      .filter((s) => s.status === "pending" && kindMatches(kinds, s.kind))
+      .slice(0, limit)
+      .map(({ id, data }) => ({ id, data }));
   }
 
   async quarantine(
@@ -91,92 +81,94 @@ export class MemoryBackend implements RegistryBackend {
     reason: string,
     now: number,
   ): Promise<Quarantined | undefined> {
-    this.#assertOpen();
-    const entry = this.#entries.get(id);
-    if (entry === undefined || entry.quarantine !== undefined || entry.state.data !== expected) {
-      return undefined;
-    }
-    return this.#quarantine(entry, reason, now);
+    const entry = this.#entry(id);
+    if (entry === undefined || entry.quarantine || entry.state.data !== expected) return undefined;
+    return this.#quarantine(entry.state, reason, now);
+  }
+
+  async quarantineClaimed(
+    id: TaskId,
+    token: string,
+    reason: string,
+    now: number,
+  ): Promise<Quarantined | undefined> {
+    const entry = this.#entry(id);
+    if (entry?.claimedFrom === undefined || entry.quarantine) return undefined;
+    if (entry.state.lease?.token !== token) return undefined;
+    // The fence stays where the claim took it: the claim's token must never hold again.
+    return this.#quarantine({ ...entry.claimedFrom, fence: entry.state.fence }, reason, now);
   }
 
   async quarantined(kinds: KindFilter, limit = Number.POSITIVE_INFINITY): Promise<Quarantined[]> {
     this.#assertOpen();
     return [...this.#entries.values()]
       .flatMap(({ state, quarantine }) =>
-        quarantine !== undefined && matches(kinds, state.kind)
+        quarantine !== undefined && kindMatches(kinds, state.kind)
           ? [quarantinedTask(state, quarantine.reason, quarantine.at)]
           : [],
       )
-      .sort((a, b) => a.quarantinedAt - b.quarantinedAt || (a.id < b.id ? -1 : 1))
+      .sort((a, b) => a.quarantinedAt - b.quarantinedAt || idOrder(a, b))
       .slice(0, limit);
   }
 
-  async repair(id: TaskId, row: TaskRow): Promise<void> {
-    this.#assertOpen();
-    const entry = this.#entries.get(id);
+  async repair(id: TaskId, row: TaskRow, now: number): Promise<void> {
+    const entry = this.#entry(id);
     if (entry === undefined) throw new NotFoundError(id);
-    this.#write(repairDocument(entry.state, id, row, Date.now()));
+    this.#set(repairDocument(entry.state, id, row, now));
   }
 
   async insert(tasks: readonly TaskState[]): Promise<TaskId[]> {
-    this.#assertOpen();
     const byKey = new Map<string, TaskId>();
-    for (const { state } of this.#entries.values()) {
+    for (const state of this.#states()) {
       if (state.idempotencyKey !== null) byKey.set(state.idempotencyKey, state.id);
     }
     return tasks.map((task) => {
       const existing = task.idempotencyKey === null ? undefined : byKey.get(task.idempotencyKey);
       if (existing !== undefined) return existing;
       if (task.idempotencyKey !== null) byKey.set(task.idempotencyKey, task.id);
-      this.#write(task);
+      this.#set(task);
       return task.id;
     });
   }
 
   async read(id: TaskId): Promise<TaskState | undefined> {
-    return this.#read(id);
+    return this.#entry(id)?.state;
   }
 
   async update(id: TaskId, change: Change): Promise<TaskState> {
-    this.#assertOpen();
-    const entry = this.#entries.get(id);
-    if (entry === undefined) throw new NotFoundError(id);
-    if (entry.quarantine !== undefined) throw quarantinedError(id);
-    const current = this.#read(id) as TaskState;
-    const next = change(current);
-    if (next.data !== current.data) return this.#write(next);
-    const { decoded: _, ...columns } = next;
-    entry.state = { ...columns, data: entry.state.data }; // columns only: appended steps stay
-    return next;
+    return this.#set(change(this.#changeable(id)));
   }
 
-  async claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<Batch> {
-    this.#assertOpen();
+  async claim(kinds: KindFilter, lease: LeaseRequest, limit: number): Promise<Batch> {
     const due = (wanted: number) =>
       this.#queued()
-        .filter((s) => s.status === "pending" && s.runAt <= now && matches(kinds, s.kind))
+        .filter((s) => isDue(s, lease.now) && kindMatches(kinds, s.kind))
         .sort(claimOrder)
         .slice(0, wanted);
-    return changeEach(limit, due, (s) => this.#change(s.id, change), this.#quarantineAt(now));
+    return changeEach(
+      limit,
+      due,
+      (s) => this.#set(claimTask(s, lease), s),
+      (s, reason) => this.#quarantine(s, reason, lease.now),
+    );
+  }
+
+  async complete(id: TaskId, token: string, valueText: string, now: number): Promise<RunEnd> {
+    const change = withinBudget((s) => completeTask(s, token, valueText, now), "$.value");
+    const { kind, status, lastError } = await this.update(id, change);
+    return { kind, status: status === "done" ? "done" : "failed", lastError };
   }
 
   async sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<Batch> {
-    this.#assertOpen();
     const expired = () =>
       this.#queued()
-        .filter(
-          (s) =>
-            s.status === "running" &&
-            s.lease !== null &&
-            (s.lease.expiresAt <= filter.now || s.lease.owner === filter.owner) &&
-            matches(kinds, s.kind),
-        )
-        .sort((a, b) => (a.lease?.expiresAt ?? 0) - (b.lease?.expiresAt ?? 0));
+        .filter((s) => isSwept(s, filter.now, filter.owner) && kindMatches(kinds, s.kind))
+        .sort(sweepOrder);
     return changeEach(
       Number.POSITIVE_INFINITY,
       expired,
-      (s) => this.#change(s.id, change),
-      this.#quarantineAt(filter.now),
+      (s) => this.#set(change(s)),
+      (s, reason) => this.#quarantine(s, reason, filter.now),
     );
   }
 
@@ -184,95 +176,58 @@ export class MemoryBackend implements RegistryBackend {
     id: TaskId,
     token: string,
     steps: readonly StepRecord[],
-  ): Promise<AppendResult> {
-    this.#assertOpen();
-    const entry = this.#entries.get(id);
-    if (entry === undefined) throw new NotFoundError(id);
-    if (entry.quarantine !== undefined) throw quarantinedError(id);
-    fence(entry.state, token);
-    const last = entry.steps.size === 0 ? undefined : Math.max(...entry.steps.keys());
-    const ordinals = steps.map((step) => step.ordinal);
-    const appended = canAppend(entry.inDocument, last, ordinals);
-    if (appended) {
-      entry.appended = appendedLength(
-        entry.state.data.length,
-        entry.appended,
-        steps,
-        (ordinal) => entry.steps.get(ordinal)?.length,
-      );
-      for (const step of steps) entry.steps.set(step.ordinal, step.data);
-    }
-    return { appended, cancelRequested: entry.state.cancelRequested };
+    now: number,
+  ): Promise<{ cancelRequested: boolean }> {
+    const state = this.#set(recordSteps(this.#changeable(id), token, steps, now));
+    return { cancelRequested: state.cancelRequested };
   }
 
   async nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined> {
-    this.#assertOpen();
     let next: number | undefined;
     for (const state of this.#queued()) {
-      if (!matches(kinds, state.kind)) continue;
-      const at =
-        state.status === "pending"
-          ? state.runAt
-          : state.status === "running"
-            ? state.lease?.expiresAt
-            : undefined;
+      const at = kindMatches(kinds, state.kind) ? wakeTime(state) : undefined;
       if (at !== undefined && at > after && (next === undefined || at < next)) next = at;
     }
     return next;
-  }
-
-  async changeVersion(): Promise<number> {
-    this.#assertOpen();
-    return 0; // no other connection can change this store
   }
 
   async close(): Promise<void> {
     this.#closed = true;
   }
 
-  /** The state with appended steps spliced into its document. */
-  #read(id: TaskId): TaskState | undefined {
+  #entry(id: TaskId): Entry | undefined {
     this.#assertOpen();
-    const entry = this.#entries.get(id);
-    if (entry === undefined) return undefined;
-    if (entry.steps.size === 0) return entry.state;
-    const steps = [...entry.steps.entries()].sort(([a], [b]) => a - b).map(([, data]) => data);
-    return { ...entry.state, data: spliceStored(id, entry.state.data, steps) };
+    return this.#entries.get(id);
   }
 
-  /** States of the tasks the queue paths see: every one not quarantined. */
+  /** The task, for a change: NotFoundError if missing, refused if quarantined. */
+  #changeable(id: TaskId): TaskState {
+    const entry = this.#entry(id);
+    if (entry === undefined) throw new NotFoundError(id);
+    if (entry.quarantine !== undefined) throw quarantinedError(id);
+    return entry.state;
+  }
+
+  /** Every task, in id order. */
+  #states(): TaskState[] {
+    this.#assertOpen();
+    return [...this.#entries.values()].map((e) => e.state).sort(idOrder);
+  }
+
+  /** The tasks the queue paths see, in id order: every one not quarantined. */
   #queued(): TaskState[] {
-    return [...this.#entries.values()].flatMap((e) => (e.quarantine ? [] : [e.state]));
+    return this.#states().filter((s) => this.#entries.get(s.id)?.quarantine === undefined);
   }
 
-  /** Store `change` of the task as it reads now. */
-  #change(id: TaskId, change: Change): TaskState {
-    return this.#write(change(this.#read(id) as TaskState));
+  #quarantine(state: TaskState, reason: string, now: number): Quarantined {
+    this.#entries.set(state.id, { state, quarantine: { reason, at: now } });
+    return quarantinedTask(state, reason, now);
   }
 
-  #quarantineAt(now: number): (state: TaskState, reason: string) => Quarantined {
-    return (state, reason) => this.#quarantine(this.#entries.get(state.id) as Entry, reason, now);
-  }
-
-  #quarantine(entry: Entry, reason: string, now: number): Quarantined {
-    entry.quarantine = { reason, at: now };
-    return quarantinedTask(entry.state, reason, now);
-  }
-
-  /** Store a whole state; its document now holds every step. */
-  #write(state: TaskState): TaskState {
-    const { decoded: _, ...stored } = state; // kept only by the caller: steps appended later would outdate it
-    this.#entries.set(state.id, {
-      state: stored,
-      inDocument: stepsInDocument(state),
-      steps: new Map(),
-      appended: 0,
-    });
+  /** Store a whole state (releasing a quarantine); `claimedFrom` when a claim made it. */
+  #set(state: TaskState, claimedFrom?: TaskState): TaskState {
+    this.#entries.set(state.id, claimedFrom ? { state, claimedFrom } : { state });
     return state;
-  }
-
-  #sortedIds(): TaskId[] {
-    return [...this.#entries.keys()].sort();
   }
 
   #assertOpen(): void {
@@ -282,13 +237,4 @@ export class MemoryBackend implements RegistryBackend {
 
 function quarantinedTask(state: TaskState, reason: string, at: number): Quarantined {
   return { id: state.id, kind: state.kind, status: state.status, reason, quarantinedAt: at };
-}
-
-function matches(kinds: KindFilter, kind: string): boolean {
-  return kinds.length === 0 || kinds.includes(kind);
-}
-
-/** Negative when `a` is claimed before `b`: priority, then due time, then submit order. */
-export function claimOrder(a: TaskState, b: TaskState): number {
-  return b.priority - a.priority || a.runAt - b.runAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }

@@ -1,98 +1,31 @@
 /**
- * The storage port. The seed's four operations over serialized tasks (`get`, `put`, `list`,
- * `cas`) and the indexed `pending` query, plus the few atomic operations durable execution
- * needs. Adapters store and select; every rule about what a transition does lives in
- * `lifecycle.ts` and reaches an adapter as a synchronous `change` function, which the adapter
- * applies inside one write transaction. The registry depends only on this interface, and every
- * adapter passes the same contract suite.
+ * The storage port: what every backend must do, and nothing of how one engine does it. The
+ * seed's four operations over serialized tasks (`get`, `put`, `list`, `cas`) and the
+ * `pending` query, plus the few atomic operations durable execution needs. Adapters store and
+ * select; every rule about what a transition does lives in `lifecycle.ts` (the adapter kit,
+ * `kit.ts`), which an adapter either applies as a `Change` inside one write transaction or,
+ * for the hot transitions that have a port operation of their own (claim, complete), may
+ * implement as one statement that writes exactly what the rule writes. The registry depends
+ * only on this interface, and every adapter passes the same contract suite.
  */
 import type { TaskId } from "../ids.js";
-import type { Task, TaskStatus } from "../wire/schema.js";
-
-/** A serialized task and the fields an adapter indexes beside it. */
-export interface TaskRow {
-  readonly kind: string;
-  readonly status: TaskStatus;
-  /** The task in the Rust crate's JSON format; `cas` compares it byte for byte. */
-  readonly data: string;
-}
-
-/** Who may finish a running task: only the holder of the current token. */
-export interface Lease {
-  readonly owner: string;
-  readonly token: string;
-  /** Epoch ms; after it, the next claim or sweep may take the task over. */
-  readonly expiresAt: number;
-}
-
-/** Everything stored about a task: its document and its scheduling state. */
-export interface TaskState extends TaskRow {
-  readonly id: TaskId;
-  readonly priority: number;
-  /** Epoch ms before which the task is not claimed. */
-  readonly runAt: number;
-  /** How many times the task was claimed. */
-  readonly runs: number;
-  readonly maxAttempts: number;
-  /** Present while the task is running. */
-  readonly lease: Lease | null;
-  /** The last failure, as CruxErr JSON. */
-  readonly lastError: string | null;
-  readonly idempotencyKey: string | null;
-  readonly cancelRequested: boolean;
-  readonly createdAt: number;
-  readonly updatedAt: number;
-  /**
-   * The document already decoded, when this state was just made by a transition: readers
-   * skip decoding it again. Adapters neither store nor need it.
-   */
-  readonly decoded?: Task;
-}
-
-/** A step's JSON at its position (ordinal) in the run. */
-export interface StepRecord {
-  readonly ordinal: number;
-  readonly data: string;
-  /** Where the caller gave it, for a ValidationError: `$.steps[i]` (its index) by default. */
-  readonly path?: string;
-}
-
-export interface AppendResult {
-  readonly appended: boolean;
-  /** cancel() was called for the task: its worker should stop at this step. */
-  readonly cancelRequested: boolean;
-}
-
-/** How the registry's seed API writes through `cas`. */
-export interface SeedWrite {
-  /** The registry's clock (epoch ms); without it, the adapter's own. */
-  readonly now: number;
-  /** The lease a task that starts running through this write gets. */
-  readonly lease?: Lease;
-}
+import type {
+  KindFilter,
+  Quarantined,
+  StepRecord,
+  StoredDocument,
+  SweepFilter,
+  TaskRow,
+  TaskState,
+} from "../task-state.js";
+import type { TaskStatus } from "../wire/schema.js";
 
 /**
- * A pure, synchronous transition; throwing aborts it with nothing written. In a claim or a
- * sweep, a SerializationError says the task's stored document or last error does not decode:
- * the adapter quarantines that task and goes on with the rest of the batch.
+ * A pure, synchronous transition; throwing aborts it with nothing written. In a sweep, a
+ * SerializationError says the task's stored document or last error does not decode: the
+ * adapter quarantines that task and goes on with the rest of the batch.
  */
 export type Change = (current: TaskState) => TaskState;
-
-/**
- * A task taken out of every queue because its stored document or last error does not decode.
- * Its stored bytes stay as they were; claims, sweeps, pending() and nextWakeAt() skip it, and
- * update() and appendSteps() refuse it, until put, cas or repair gives it a new document.
- */
-export interface Quarantined {
-  readonly id: TaskId;
-  readonly kind: string;
-  /** The status it had when it was quarantined. */
-  readonly status: TaskStatus;
-  /** Why: the decoding error's message. */
-  readonly reason: string;
-  /** Epoch ms. */
-  readonly quarantinedAt: number;
-}
 
 /** What a claim or a sweep did. */
 export interface Batch {
@@ -102,46 +35,67 @@ export interface Batch {
   readonly quarantined: readonly Quarantined[];
 }
 
-/** A stored document and the task it belongs to. */
-export interface StoredDocument {
-  readonly id: TaskId;
-  readonly data: string;
-}
-
-/** Which running tasks a sweep takes back. */
-export interface SweepFilter {
-  /** Leases that expired by this time (epoch ms). */
+/** The lease a claim gives each task it takes; its token is the task's next fence value. */
+export interface LeaseRequest {
+  readonly owner: string;
+  /** The registry's clock: the claim's time (epoch ms). */
   readonly now: number;
-  /** Also every lease of this owner, expired or not. */
-  readonly owner?: string | undefined;
+  readonly expiresAt: number;
 }
 
-/** Kinds a worker takes: `[]` means every kind. */
-export type KindFilter = readonly string[];
+/** How the registry's seed API writes through `cas`. */
+export interface SeedWrite {
+  /** The registry's clock (epoch ms). */
+  readonly now: number;
+  /** The lease a task that starts running through this write gets (its token is the next fence). */
+  readonly lease?: { readonly owner: string; readonly expiresAt: number };
+}
+
+/** How a run ended, as complete() stored it. */
+export interface RunEnd {
+  readonly kind: string;
+  /** `failed` when cancel() had been called for the run: it ends with the cancel's error. */
+  readonly status: Extract<TaskStatus, "done" | "failed">;
+  /** The stored error (CruxErr JSON) when failed. */
+  readonly lastError: string | null;
+}
+
+/**
+ * Optional: how a backend shared with other connections tells an idle worker that one of them
+ * may have committed. A backend without it (one process's memory) is never polled.
+ */
+export interface ChangeFeed {
+  /** A number that changes when another connection commits. */
+  version(): Promise<number>;
+  /**
+   * Optional: call `listener` soon after another connection may have committed, so an idle
+   * worker need not wait for its next version poll. Spurious calls are fine. Returns the
+   * function that stops listening.
+   */
+  watch?(listener: () => void): () => void;
+}
 
 export interface RegistryBackend {
   /** The stored document, or undefined when there is no such task. */
   get(id: TaskId): Promise<string | undefined>;
   /**
-   * Insert or overwrite the document, unconditionally; scheduling state is kept. Appended
-   * steps are dropped (the new document holds what the task holds), and a quarantined task is
-   * released: its new document is read afresh when a queue path next takes it.
+   * Insert or overwrite the document, unconditionally, at the registry's time `now`;
+   * scheduling state is kept (see `overwriteDocument`). A quarantined task is released.
    */
-  put(id: TaskId, row: TaskRow): Promise<void>;
+  put(id: TaskId, row: TaskRow, now: number): Promise<void>;
   /** Ids starting with `prefix` (`""` = all), in id order, which is submit order. */
   list(prefix: string): Promise<TaskId[]>;
   /**
    * Replace the document only if it equals `expected` exactly; false, with nothing written,
-   * when it differs or the task is missing. Compare and write are atomic. A status other
-   * than `running` ends any lease; see `overwriteDocument` in lifecycle.ts. Like put, it
-   * releases a quarantined task.
+   * when it differs or the task is missing. Compare and write are atomic; the new state is
+   * `overwriteDocument`'s. Like put, it releases a quarantined task.
    */
-  cas(id: TaskId, expected: string, next: TaskRow, write?: SeedWrite): Promise<boolean>;
+  cas(id: TaskId, expected: string, next: TaskRow, write: SeedWrite): Promise<boolean>;
   /**
-   * Documents of `pending` tasks of `kind` (`""` = every kind) that are not quarantined,
-   * oldest first, from an index; at most `limit` (a positive integer) of them when given.
+   * Documents of `pending` tasks of `kinds` that are not quarantined, in id order, from an
+   * index; at most `limit` (a positive integer) of them when given.
    */
-  pending(kind: string, limit?: number): Promise<StoredDocument[]>;
+  pending(kinds: KindFilter, limit?: number): Promise<StoredDocument[]>;
   /**
    * Quarantine the task if its stored document is still exactly `expected` (one a reader could
    * not decode) and it is not quarantined yet; undefined, with nothing written, otherwise.
@@ -152,36 +106,55 @@ export interface RegistryBackend {
     reason: string,
     now: number,
   ): Promise<Quarantined | undefined>;
+  /**
+   * Undo a claim whose task turned out not to decode, and quarantine the task as the pending
+   * task it was: if it is still held under `token`, it is quarantined with status `pending`,
+   * one run fewer and no lease, its document and steps as they were before the claim.
+   * Undefined, with nothing written, otherwise.
+   */
+  quarantineClaimed(
+    id: TaskId,
+    token: string,
+    reason: string,
+    now: number,
+  ): Promise<Quarantined | undefined>;
   /** Quarantined tasks of `kinds`, in the order they were quarantined; at most `limit`. */
   quarantined(kinds: KindFilter, limit?: number): Promise<Quarantined[]>;
   /**
-   * An operator's way back for a damaged task: as put, with no last error, whatever is stored
-   * now (nothing stored is decoded or spliced, so this works however damaged the row is).
-   * NotFoundError if missing.
+   * An operator's way back for a damaged task: `repairDocument`'s state, whatever is stored
+   * now (nothing stored is decoded, so this works however damaged the row is). NotFoundError
+   * if missing.
    */
-  repair(id: TaskId, row: TaskRow): Promise<void>;
+  repair(id: TaskId, row: TaskRow, now: number): Promise<void>;
 
   /**
    * Insert new tasks in one transaction. A task whose idempotency key is already stored (or
    * repeated earlier in the batch) is not written; its slot in the result holds the existing id.
    */
   insert(tasks: readonly TaskState[]): Promise<TaskId[]>;
-  /** The task's full state, steps spliced into its document, or undefined. */
+  /** The task's full state (its document as `get` returns it), or undefined. */
   read(id: TaskId): Promise<TaskState | undefined>;
   /**
-   * Atomically apply `change` to the task (its document with appended steps spliced in) and
-   * store the result. When the document changed, it replaces the appended steps; when only
-   * columns changed (a heartbeat), the steps stay where they are. NotFoundError if missing;
-   * a SerializationError, with nothing written, if the task is quarantined.
+   * Atomically apply `change` to the task and store the result. NotFoundError if missing; a
+   * SerializationError, with nothing written, if the task is quarantined.
    */
   update(id: TaskId, change: Change): Promise<TaskState>;
   /**
-   * Atomically take up to `limit` best due pending tasks of `kinds` (priority, then due time,
-   * then id), storing `change` of each, in one transaction; none when none is due. A task
-   * whose change throws a SerializationError is quarantined (at `now`) in the same
-   * transaction, and the next best due task is taken in its place.
+   * Atomically take up to `limit` best due pending tasks of `kinds` (`claimOrder`), each
+   * changed as `claimTask` changes it under a lease of `lease`, in one transaction; none when
+   * none is due. The adapter need not decode what it claims: the registry does, after the
+   * commit, and gives back one that does not decode with `quarantineClaimed`. A task whose
+   * claim throws a SerializationError is quarantined instead, in the same transaction, and the
+   * next best due task is taken in its place.
    */
-  claim(kinds: KindFilter, now: number, limit: number, change: Change): Promise<Batch>;
+  claim(kinds: KindFilter, lease: LeaseRequest, limit: number): Promise<Batch>;
+  /**
+   * Finish the run as `completeTask` does, with `valueText` (the JSON of the run's value):
+   * a LeaseLostError unless `token` holds the lease; a ValidationError at `$.value`, with
+   * nothing written, if the document would grow past MAX_DOCUMENT_LENGTH (`withinBudget`); a
+   * SerializationError if the task is quarantined.
+   */
+  complete(id: TaskId, token: string, valueText: string, now: number): Promise<RunEnd>;
   /**
    * Atomically apply `change` to every running task of `kinds` whose lease expired by
    * `filter.now`, or is held by `filter.owner`; one whose change throws a SerializationError
@@ -189,30 +162,27 @@ export interface RegistryBackend {
    */
   sweep(kinds: KindFilter, filter: SweepFilter, change: Change): Promise<Batch>;
   /**
-   * Persist steps of a running task under its lease, as appended rows, in one transaction:
-   * a LeaseLostError, with nothing written, unless `token` is the task's current lease. The
-   * cost does not grow with the number of steps before them. Writes nothing and says
-   * `appended: false` when an ordinal is already inside the stored document (the caller
-   * rewrites the document instead); a ValidationError when one would leave a gap or take the
-   * document, steps spliced in, past MAX_DOCUMENT_LENGTH (the adapter keeps the appended
-   * steps' total length, so that check too costs the same at every step); a
-   * SerializationError if the task is quarantined.
+   * Persist steps of a running task under its lease in one transaction, as `recordSteps`
+   * does: each replaces the step at its ordinal or extends the steps by one. A LeaseLostError,
+   * with nothing written, unless `token` holds the lease; a ValidationError at a step's
+   * `path` when one would leave a gap or take the document past MAX_DOCUMENT_LENGTH; a
+   * SerializationError if the task is quarantined. Says whether cancel() was called for the
+   * task. Appending a new step should cost the same whatever the number of steps before it.
    */
-  appendSteps(id: TaskId, token: string, steps: readonly StepRecord[]): Promise<AppendResult>;
+  appendSteps(
+    id: TaskId,
+    token: string,
+    steps: readonly StepRecord[],
+    now: number,
+  ): Promise<{ readonly cancelRequested: boolean }>;
   /**
    * Epoch ms of the earliest due time or lease expiry later than `after` (the caller's last
    * look), among `kinds` or, if the adapter cannot filter cheaply, among all tasks; quarantined
    * tasks do not count.
    */
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
-  /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */
-  changeVersion(): Promise<number>;
-  /**
-   * Optional: call `listener` soon after any connection may have committed (SQLite: the WAL
-   * file changed), so an idle worker need not wait for its next changeVersion poll. Spurious
-   * calls are fine. Returns the function that stops listening.
-   */
-  watchChanges?(listener: () => void): () => void;
+  /** Present when other connections can change the store: see ChangeFeed. */
+  readonly changes?: ChangeFeed;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
   close(): Promise<void>;
 }

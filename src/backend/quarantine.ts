@@ -5,8 +5,9 @@
  */
 import { hasErrorCode, SerializationError } from "../errors.js";
 import type { TaskId } from "../ids.js";
+import type { Quarantined, TaskState } from "../task-state.js";
 import { spliceSteps } from "../wire/splice.js";
-import type { Batch, Quarantined, TaskState } from "./port.js";
+import type { Batch } from "./port.js";
 
 /**
  * Apply `change` to each row `rows(wanted)` selects, in one transaction, until `limit` are

@@ -4,9 +4,9 @@
  * The writers build the text directly so the order is fixed by code, not by object shape.
  */
 import type { z } from "zod";
-import type { TaskRow } from "../backend/port.js";
 import { formatPath, RegistryError, SerializationError, ValidationError } from "../errors.js";
 import { checkNesting, DEPTH, MAX_DEPTH } from "../limits.js";
+import type { TaskRow } from "../task-state.js";
 import {
   formatF32,
   formatF64,
@@ -24,6 +24,7 @@ import {
   cruxErrSchema,
   cruxSchema,
   type Step,
+  stepSchema,
   type Task,
   taskSchema,
 } from "./schema.js";
@@ -35,6 +36,11 @@ const stringText = (text: string): string => JSON.stringify(text);
 /** Decode a Task document; a malformed one is a ValidationError naming the bad field's path. */
 export function decodeTask(text: string): Task {
   return viewTask(decodeWith(taskSchema, text));
+}
+
+/** A step as we wrote it (writeStep); one that does not decode is a ValidationError at `path`. */
+export function decodeStep(text: string, path: string): Step {
+  return decodeWith(stepSchema, text, path);
 }
 
 /** Decode a Crux document; a malformed one is a ValidationError naming the bad field's path. */

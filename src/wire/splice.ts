@@ -125,6 +125,44 @@ export function editRun(document: string, edit: RunEdit): string | undefined {
   }
 }
 
+/** What putSteps made: the new document, or the first step that would leave a gap. */
+export type PutSteps =
+  | { readonly data: string; readonly gap?: undefined }
+  | { readonly gap: { readonly ordinal: number; readonly next: number } };
+
+/**
+ * The document with each step (JSON text, by ordinal) put into its checkpoint's steps as
+ * text: one at an existing ordinal replaces that step, one at the next ordinal extends them.
+ * Undefined unless the document is laid out exactly as our writer lays it out, with a
+ * checkpoint (the caller decodes and re-encodes instead).
+ */
+export function putSteps(
+  document: string,
+  steps: readonly { readonly ordinal: number; readonly data: string }[],
+): PutSteps | undefined {
+  try {
+    const head = members(document, 0, TASK_HEAD_KEYS);
+    if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
+    const crux = members(document, head.end + CHECKPOINT_KEY.length, CRUX_KEYS);
+    if (crux === undefined || document[crux.end] !== "}") return undefined;
+    if (!ATTEMPTS_TAIL.test(document.slice(crux.end + 1))) return undefined;
+    const array = crux.values.steps;
+    const items: string[] = [];
+    for (let i = array.start + 1; document[i] !== "]"; ) {
+      const end = skipValue(document, i);
+      items.push(document.slice(i, end));
+      i = document[end] === "," ? end + 1 : end;
+    }
+    for (const { ordinal, data } of steps) {
+      if (ordinal > items.length) return { gap: { ordinal, next: items.length } };
+      items[ordinal] = data;
+    }
+    return { data: replaceRanges(document, [{ ...array, text: `[${items.join(",")}]` }]) };
+  } catch {
+    return undefined;
+  }
+}
+
 const CHECKPOINT_KEY = ',"checkpoint":';
 const ATTEMPTS_TAIL = /^,"attempts":\d+\}$/;
 

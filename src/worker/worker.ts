@@ -6,13 +6,14 @@
  */
 import { hostname } from "node:os";
 import { checkLeaseMs, checkLeaseOwner, integerAtLeast, optionsObject } from "../arguments.js";
-import type { KindFilter, RegistryBackend } from "../backend/port.js";
+import type { RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
 import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
 import type { ClaimOptions } from "../options.js";
 import type { ClaimedTask } from "../record.js";
 import type { TaskRegistry } from "../registry.js";
+import type { KindFilter } from "../task-state.js";
 import { checkTimerMs } from "../timers.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
@@ -235,7 +236,7 @@ export class Worker {
       try {
         // Read before looking for work: a commit from now on, even one racing this round,
         // changes it and wakes the idle wait below.
-        const version = await this.#internals.backend.changeVersion();
+        const version = (await this.#internals.backend.changes?.version()) ?? 0;
         const lookedAt = this.#registry.now();
         await this.#registry.recover(this.#kinds);
         while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
@@ -289,12 +290,13 @@ export class Worker {
 
   /** Resolves when another connection has committed since `since` (maybe a submit), or on abort. */
   async #watchOtherProcesses(since: number, signal: AbortSignal): Promise<void> {
-    const { backend } = this.#internals;
+    const feed = this.#internals.backend.changes;
+    if (feed === undefined) return new Promise(() => {}); // nothing else can change the store
     const maybeChanged = new Wakeup();
-    const unwatch = backend.watchChanges?.(() => maybeChanged.notify());
+    const unwatch = feed.watch?.(() => maybeChanged.notify());
     try {
       while (!signal.aborted) {
-        if ((await backend.changeVersion()) !== since) return;
+        if ((await feed.version()) !== since) return;
         await maybeChanged.wait(this.#changePollMs, signal);
       }
     } finally {

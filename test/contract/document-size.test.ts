@@ -116,8 +116,8 @@ describe.each(BACKENDS)("the document budget, on $name", (factory) => {
       const task = await reg.get(id);
       const data = writeTask({ ...task, input: big(MAX_DOCUMENT_LENGTH) });
       const row = { kind: "big", status: "pending" as const, data };
-      await refused(() => backend.put(id, row), "$.data");
-      await refused(() => backend.cas(id, stored, row), "$.data");
+      await refused(() => backend.put(id, row, Date.now()), "$.data");
+      await refused(() => backend.cas(id, stored, row, { now: Date.now() }), "$.data");
     },
     LONG,
   );

@@ -9,10 +9,11 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { Lease, RegistryBackend } from "../../src/backend/port.js";
+import type { RegistryBackend } from "../../src/backend/port.js";
 import type { RegistryEvents } from "../../src/events.js";
 import type { TaskId } from "../../src/ids.js";
 import { TaskRegistry } from "../../src/registry.js";
+import type { Lease } from "../../src/task-state.js";
 import type { CruxErr, TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
 import { expectCode } from "../support/rejection.js";
@@ -246,7 +247,8 @@ class Claim implements Command {
       const lease = claimed?.lease as Lease;
       expect(lease.owner).toBe(this.owner);
       expect(lease.expiresAt).toBe(model.now + this.leaseMs);
-      expect(model.tasks.some((t) => t.tokens.includes(lease.token))).toBe(false);
+      // Fencing: no earlier lease of the task had this token.
+      expect(expected.tokens.includes(lease.token)).toBe(false);
       expect(claimed?.runs).toBe(expected.runs + 1);
       expected.status = "running";
       expected.runs += 1;

@@ -200,7 +200,7 @@ describe.each(BACKENDS.filter((b) => b.name !== "sqlite :memory:"))(
     async function snapshot(id: TaskId | undefined): Promise<unknown> {
       const ids = await backend.list("");
       if (id === undefined) return { ids };
-      const { decoded: _, ...state } = (await backend.read(id)) ?? {};
+      const state = (await backend.read(id)) ?? {};
       return { ids, state };
     }
 

@@ -4,8 +4,9 @@
  */
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { RegistryBackend, TaskRow } from "../../src/backend/port.js";
+import type { RegistryBackend } from "../../src/backend/port.js";
 import { isTaskId, newTaskId, type TaskId } from "../../src/ids.js";
+import type { TaskRow } from "../../src/task-state.js";
 import { writeTask } from "../../src/wire/codec.js";
 import { TASK_STATUSES, type TaskStatus } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
@@ -29,7 +30,7 @@ async function pendingDocuments(
   kind: string,
   limit?: number,
 ): Promise<string[]> {
-  return (await db.pending(kind, limit)).map((stored) => stored.data);
+  return (await db.pending(kind === "" ? [] : [kind], limit)).map((stored) => stored.data);
 }
 
 /** Awaits `run()` and returns its rejection; a synchronous throw or a fulfilment fails the test. */
@@ -72,7 +73,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     it("put then get returns exactly the stored document", async () => {
       const id = newTaskId();
       const row = taskRow(id, "build", "pending", { repo: "cruxx", n: [1, 2.5, "x"] });
-      await db.put(id, row);
+      await db.put(id, row, Date.now());
       expect(await db.get(id)).toBe(row.data);
       expect(await db.get(newTaskId())).toBeUndefined();
     });
@@ -81,7 +82,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       await fc.assert(
         fc.asyncProperty(fc.string({ unit: "grapheme", maxLength: 40 }), async (data) => {
           const id = newTaskId();
-          await db.put(id, { kind: "k", status: "running", data });
+          await db.put(id, { kind: "k", status: "running", data }, Date.now());
           expect(await db.get(id)).toBe(data);
         }),
         { numRuns: 50 },
@@ -89,24 +90,24 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       // Edge cases the generator may miss: NUL, astral characters, U+FFFF, trailing spaces.
       for (const data of ["", "a\u0000b", "x\u{1F600}y", "\uffff", "  ", '{"a":1} ']) {
         const id = newTaskId();
-        await db.put(id, { kind: "k", status: "running", data });
+        await db.put(id, { kind: "k", status: "running", data }, Date.now());
         expect(await db.get(id)).toBe(data);
       }
     });
 
     it("put overwrites unconditionally, including kind and status", async () => {
       const id = newTaskId();
-      await db.put(id, taskRow(id, "build", "running"));
+      await db.put(id, taskRow(id, "build", "running"), Date.now());
       expect(await pendingDocuments(db, "")).toEqual([]);
 
       const second = taskRow(id, "deploy", "pending", 2);
-      await db.put(id, second);
+      await db.put(id, second, Date.now());
       expect(await db.get(id)).toBe(second.data);
       expect(await pendingDocuments(db, "build")).toEqual([]);
       expect(await pendingDocuments(db, "deploy")).toEqual([second.data]);
 
       const third = taskRow(id, "deploy", "done", 3);
-      await db.put(id, third);
+      await db.put(id, third, Date.now());
       expect(await db.get(id)).toBe(third.data);
       expect(await pendingDocuments(db, "")).toEqual([]);
       expect(await db.list("")).toEqual([id]);
@@ -120,7 +121,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       // Insert out of order; the port must sort.
       for (const i of [3, 0, 5, 1, 4, 2]) {
         const id = ids[i] as TaskId;
-        await db.put(id, taskRow(id, "k"));
+        await db.put(id, taskRow(id, "k"), Date.now());
       }
       expect(await db.list("")).toEqual(ids);
     });
@@ -136,7 +137,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
         craftedId("3", "2"),
       ];
       beforeEach(async () => {
-        for (const id of [...ids].reverse()) await db.put(id, taskRow(id, "k"));
+        for (const id of [...ids].reverse()) await db.put(id, taskRow(id, "k"), Date.now());
       });
 
       it("a prefix keeps exactly the ids that start with it, in order", async () => {
@@ -180,14 +181,14 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     it("replaces the row and returns true when the document matches", async () => {
       const id = newTaskId();
       const before = taskRow(id, "build", "pending", 1);
-      await db.put(id, before);
+      await db.put(id, before, Date.now());
       const after = taskRow(id, "deploy", "running", 2);
-      expect(await db.cas(id, before.data, after)).toBe(true);
+      expect(await db.cas(id, before.data, after, { now: Date.now() })).toBe(true);
       expect(await db.get(id)).toBe(after.data);
       // The indexed columns follow the new row.
       expect(await pendingDocuments(db, "")).toEqual([]);
       const again = taskRow(id, "deploy", "pending", 3);
-      expect(await db.cas(id, after.data, again)).toBe(true);
+      expect(await db.cas(id, after.data, again, { now: Date.now() })).toBe(true);
       expect(await pendingDocuments(db, "deploy")).toEqual([again.data]);
       expect(await pendingDocuments(db, "build")).toEqual([]);
     });
@@ -195,7 +196,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     it("returns false and writes nothing when the document differs", async () => {
       const id = newTaskId();
       const stored = taskRow(id, "build", "pending", 1);
-      await db.put(id, stored);
+      await db.put(id, stored, Date.now());
       const next = taskRow(id, "build", "done", 1);
       const near = [
         `${stored.data} `,
@@ -208,7 +209,7 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       ];
       for (const expected of near) {
         expect(expected).not.toBe(stored.data);
-        expect(await db.cas(id, expected, next)).toBe(false);
+        expect(await db.cas(id, expected, next, { now: Date.now() })).toBe(false);
         expect(await db.get(id)).toBe(stored.data);
         expect(await pendingDocuments(db, "build")).toEqual([stored.data]);
       }
@@ -216,24 +217,30 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
 
     it("a single trailing space is a difference", async () => {
       const id = newTaskId();
-      await db.put(id, { kind: "k", status: "pending", data: "doc" });
-      expect(await db.cas(id, "doc ", { kind: "k", status: "done", data: "new" })).toBe(false);
+      await db.put(id, { kind: "k", status: "pending", data: "doc" }, Date.now());
+      expect(
+        await db.cas(id, "doc ", { kind: "k", status: "done", data: "new" }, { now: Date.now() }),
+      ).toBe(false);
       expect(await db.get(id)).toBe("doc");
-      await db.put(id, { kind: "k", status: "pending", data: "doc " });
-      expect(await db.cas(id, "doc", { kind: "k", status: "done", data: "new" })).toBe(false);
+      await db.put(id, { kind: "k", status: "pending", data: "doc " }, Date.now());
+      expect(
+        await db.cas(id, "doc", { kind: "k", status: "done", data: "new" }, { now: Date.now() }),
+      ).toBe(false);
       expect(await db.get(id)).toBe("doc ");
-      expect(await db.cas(id, "doc ", { kind: "k", status: "done", data: "new" })).toBe(true);
+      expect(
+        await db.cas(id, "doc ", { kind: "k", status: "done", data: "new" }, { now: Date.now() }),
+      ).toBe(true);
       expect(await db.get(id)).toBe("new");
     });
 
     it("returns false for a missing record and does not create it", async () => {
       const other = newTaskId();
       const otherRow = taskRow(other, "k");
-      await db.put(other, otherRow);
+      await db.put(other, otherRow, Date.now());
       const id = newTaskId();
       const row = taskRow(id, "k");
-      expect(await db.cas(id, "", row)).toBe(false);
-      expect(await db.cas(id, row.data, row)).toBe(false);
+      expect(await db.cas(id, "", row, { now: Date.now() })).toBe(false);
+      expect(await db.cas(id, row.data, row, { now: Date.now() })).toBe(false);
       expect(await db.get(id)).toBeUndefined();
       expect(await db.list("")).toEqual([other]);
       expect(await pendingDocuments(db, "k")).toEqual([otherRow.data]);
@@ -244,8 +251,13 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
       await fc.assert(
         fc.asyncProperty(text, text, async (stored, expected) => {
           const id = newTaskId();
-          await db.put(id, { kind: "k", status: "pending", data: stored });
-          const swapped = await db.cas(id, expected, { kind: "k", status: "done", data: "next" });
+          await db.put(id, { kind: "k", status: "pending", data: stored }, Date.now());
+          const swapped = await db.cas(
+            id,
+            expected,
+            { kind: "k", status: "done", data: "next" },
+            { now: Date.now() },
+          );
           expect(swapped).toBe(stored === expected);
           expect(await db.get(id)).toBe(swapped ? "next" : stored);
         }),
@@ -255,10 +267,10 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
 
     it("of two concurrent swaps from the same document exactly one wins", async () => {
       const id = newTaskId();
-      await db.put(id, { kind: "k", status: "pending", data: "v0" });
+      await db.put(id, { kind: "k", status: "pending", data: "v0" }, Date.now());
       const results = await Promise.all([
-        db.cas(id, "v0", { kind: "k", status: "running", data: "a" }),
-        db.cas(id, "v0", { kind: "k", status: "running", data: "b" }),
+        db.cas(id, "v0", { kind: "k", status: "running", data: "a" }, { now: Date.now() }),
+        db.cas(id, "v0", { kind: "k", status: "running", data: "b" }, { now: Date.now() }),
       ]);
       expect(results.filter(Boolean)).toHaveLength(1);
       expect(await db.get(id)).toBe(results[0] ? "a" : "b");
@@ -282,7 +294,8 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
         const [kind, status] = plan[i] as [string, TaskStatus];
         return taskRow(id, kind, status, i);
       });
-      for (const i of [7, 2, 5, 0, 6, 3, 1, 4]) await db.put(ids[i] as TaskId, rows[i] as TaskRow);
+      for (const i of [7, 2, 5, 0, 6, 3, 1, 4])
+        await db.put(ids[i] as TaskId, rows[i] as TaskRow, Date.now());
 
       const docs = (...indexes: number[]) => indexes.map((i) => rows[i]?.data);
       expect(await pendingDocuments(db, "a")).toEqual(docs(0, 3, 7));
@@ -294,9 +307,9 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
 
     it("honours limit, keeping the oldest", async () => {
       const ids = Array.from({ length: 5 }, () => newTaskId());
-      for (const id of [...ids].reverse()) await db.put(id, taskRow(id, "a"));
+      for (const id of [...ids].reverse()) await db.put(id, taskRow(id, "a"), Date.now());
       const done = newTaskId();
-      await db.put(done, taskRow(done, "a", "done"));
+      await db.put(done, taskRow(done, "a", "done"), Date.now());
       const all = await Promise.all(ids.map((id) => db.get(id)));
 
       expect(await pendingDocuments(db, "a", 1)).toEqual(all.slice(0, 1));
@@ -309,9 +322,9 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
 
     it("reads kind and status from the row, treating the document as opaque", async () => {
       const id = newTaskId();
-      await db.put(id, { kind: "k", status: "pending", data: "not json" });
+      await db.put(id, { kind: "k", status: "pending", data: "not json" }, Date.now());
       const done = newTaskId();
-      await db.put(done, { kind: "k", status: "done", data: '{"status":"pending"}' });
+      await db.put(done, { kind: "k", status: "done", data: '{"status":"pending"}' }, Date.now());
       expect(await pendingDocuments(db, "k")).toEqual(["not json"]);
     });
 
@@ -343,14 +356,14 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
             const rows = specs.map((spec, i) => ({ id: newTaskId(), ...spec, data: `doc ${i}` }));
             for (const i of insertOrder) {
               const row = rows[i] as (typeof rows)[number];
-              await b.put(row.id, row);
+              await b.put(row.id, row, Date.now());
             }
             for (const { kind, limit } of queries) {
               const expected = rows
                 .filter((r) => r.status === "pending" && (kind === "" || r.kind === kind))
                 .map((r) => ({ id: r.id, data: r.data }))
                 .slice(0, limit);
-              expect(await b.pending(kind, limit)).toEqual(expected);
+              expect(await b.pending(kind === "" ? [] : [kind], limit)).toEqual(expected);
             }
             await b.close();
           },
@@ -364,16 +377,16 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     it("every operation rejects with CLOSED afterwards, and close is idempotent", async () => {
       const id = newTaskId();
       const row = taskRow(id, "k");
-      await db.put(id, row);
+      await db.put(id, row, Date.now());
       await db.close();
       await db.close();
       const operations: [string, () => Promise<unknown>][] = [
         ["get", () => db.get(id)],
-        ["put", () => db.put(id, row)],
+        ["put", () => db.put(id, row, Date.now())],
         ["list", () => db.list("")],
-        ["cas", () => db.cas(id, row.data, row)],
-        ["pending", () => db.pending("")],
-        ["pending(kind, limit)", () => db.pending("k", 1)],
+        ["cas", () => db.cas(id, row.data, row, { now: Date.now() })],
+        ["pending", () => db.pending([])],
+        ["pending(kind, limit)", () => db.pending(["k"], 1)],
       ];
       for (const [name, run] of operations) {
         const error = await rejection(run);

@@ -49,7 +49,7 @@ describe.each(BACKENDS)("a row that does not decode, on $name", (factory) => {
     const state = await backend.read(id);
     if (state === undefined) throw new Error(`no task ${id}`);
     const data = (DAMAGE[how % DAMAGE.length] as (data: string) => string)(state.data);
-    await backend.put(id, { kind: state.kind, status: state.status, data });
+    await backend.put(id, { kind: state.kind, status: state.status, data }, Date.now());
     expect(await backend.get(id)).toBe(data);
     return data;
   };
@@ -252,18 +252,27 @@ describe.each(BACKENDS)("a row that does not decode, on $name", (factory) => {
     expect(await reg.pending("k")).toEqual([]);
     expect(quarantined).toHaveLength(2);
 
-    await backend.put(viaPut as TaskId, {
-      kind: "k",
-      status: "pending",
-      data: good.get(viaPut as TaskId) as string,
-    });
-    const stored = (await backend.get(viaCas as TaskId)) as string;
-    expect(
-      await backend.cas(viaCas as TaskId, stored, {
+    await backend.put(
+      viaPut as TaskId,
+      {
         kind: "k",
         status: "pending",
-        data: good.get(viaCas as TaskId) as string,
-      }),
+        data: good.get(viaPut as TaskId) as string,
+      },
+      Date.now(),
+    );
+    const stored = (await backend.get(viaCas as TaskId)) as string;
+    expect(
+      await backend.cas(
+        viaCas as TaskId,
+        stored,
+        {
+          kind: "k",
+          status: "pending",
+          data: good.get(viaCas as TaskId) as string,
+        },
+        { now: Date.now() },
+      ),
     ).toBe(true);
     expect(await reg.quarantined()).toEqual([]);
     expect((await reg.pending("k")).map((t) => t.id)).toEqual([viaPut, viaCas]);

@@ -19,7 +19,7 @@ export const BACKENDS: readonly BackendFactory[] = [
   { name: "memory", open: async () => new MemoryBackend() },
   { name: "sqlite :memory:", open: () => SqliteBackend.open(":memory:") },
   { name: "sqlite file", open: () => SqliteBackend.open(tempDbPath()) },
-];
+].filter((b) => process.env.ONLY_BACKEND === undefined || b.name === process.env.ONLY_BACKEND);
 
 /** A fresh path in a new temporary folder; the file does not exist yet. */
 export function tempDbPath(name = "registry.db"): string {

@@ -1,19 +1,18 @@
 import { expect } from "vitest";
-import type { RegistryBackend, TaskState } from "../../src/backend/port.js";
+import type { RegistryBackend } from "../../src/backend/port.js";
 import type { TaskId } from "../../src/ids.js";
 import type { TaskRegistry } from "../../src/registry.js";
+import type { TaskState } from "../../src/task-state.js";
 
 /**
  * Everything a backend stores, task by task in id order (documents with their appended steps
  * spliced in, and every scheduling column): a refused write must leave it equal.
  */
-export async function storedTasks(backend: RegistryBackend): Promise<Omit<TaskState, "decoded">[]> {
-  const states: Omit<TaskState, "decoded">[] = [];
+export async function storedTasks(backend: RegistryBackend): Promise<TaskState[]> {
+  const states: TaskState[] = [];
   for (const id of await backend.list("")) {
     const state = await backend.read(id);
-    if (state === undefined) continue;
-    const { decoded: _, ...stored } = state;
-    states.push(stored);
+    if (state !== undefined) states.push(state);
   }
   return states;
 }
