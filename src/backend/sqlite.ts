@@ -34,11 +34,6 @@ import {
   repairDocument,
   stepsInDocument,
 } from "../lifecycle.js";
-import { BackgroundCheckpointer } from "../sql/checkpointer.js";
-import { GroupCommit } from "../sql/group-commit.js";
-import { PreparedQuery, param } from "../sql/prepared.js";
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "../sql/tables.js";
-import { WalSync } from "../sql/wal-sync.js";
 import { validate } from "../wire/codec.js";
 import { claimOrder } from "./memory.js";
 import type {
@@ -56,7 +51,12 @@ import type {
   TaskState,
 } from "./port.js";
 import { changeEach, quarantinedError, spliceStored } from "./quarantine.js";
-import type { BetterSqlite3Database } from "./sqlite-database.js";
+import { BackgroundCheckpointer } from "./sqlite/checkpointer.js";
+import type { BetterSqlite3Database } from "./sqlite/database.js";
+import { GroupCommit } from "./sqlite/group-commit.js";
+import { PreparedQuery, param } from "./sqlite/prepared.js";
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "./sqlite/tables.js";
+import { WalSync } from "./sqlite/wal-sync.js";
 
 export const DURABILITY_MODES = ["full", "normal"] as const;
 export type Durability = (typeof DURABILITY_MODES)[number];

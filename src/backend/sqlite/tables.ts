@@ -2,7 +2,7 @@
  * The Kysely view of the schema that `migrations/` builds: the single source of truth for
  * every SQL statement the SQL adapters compile. Times are epoch milliseconds.
  */
-import type { TaskStatus } from "../wire/schema.js";
+import type { TaskStatus } from "../../wire/schema.js";
 
 export interface TasksTable {
   id: string;
