@@ -13,13 +13,13 @@ export type {
   TaskRow,
   TaskState,
 } from "./backend/port.js";
-export type { BetterSqlite3Database } from "./backend/sqlite/database.js";
 export {
+  type BetterSqlite3Database,
   DURABILITY_MODES,
   type Durability,
   SqliteBackend,
   type SqliteBackendOptions,
-} from "./backend/sqlite.js";
+} from "./backend/sqlite/index.js";
 export * from "./errors.js";
 export {
   type Listener,

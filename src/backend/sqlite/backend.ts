@@ -1,7 +1,4 @@
-/**
- * The SQLite adapter: one file (or `:memory:`), WAL, prepared statements compiled from the
- * Kysely schema, and every driver failure translated into a RegistryError.
- */
+/** The SQLite task backend: the RegistryBackend port over the connection and its statements. */
 import { type FSWatcher, realpathSync, watch } from "node:fs";
 import Database from "better-sqlite3";
 import {
@@ -14,7 +11,7 @@ import {
   sql,
 } from "kysely";
 import { z } from "zod";
-import { MIGRATIONS, migrationProvider } from "../../migrations/index.js";
+import { MIGRATIONS, migrationProvider } from "../../../migrations/index.js";
 import {
   BusyError,
   ClosedError,
@@ -24,8 +21,8 @@ import {
   type RegistryError,
   SchemaVersionError,
   StorageError,
-} from "../errors.js";
-import type { TaskId } from "../ids.js";
+} from "../../errors.js";
+import type { TaskId } from "../../ids.js";
 import {
   appendedLength,
   canAppend,
@@ -33,9 +30,9 @@ import {
   overwriteDocument,
   repairDocument,
   stepsInDocument,
-} from "../lifecycle.js";
-import { validate } from "../wire/codec.js";
-import { claimOrder } from "./memory.js";
+} from "../../lifecycle.js";
+import { validate } from "../../wire/codec.js";
+import { claimOrder } from "../memory.js";
 import type {
   AppendResult,
   Batch,
@@ -49,14 +46,14 @@ import type {
   SweepFilter,
   TaskRow,
   TaskState,
-} from "./port.js";
-import { changeEach, quarantinedError, spliceStored } from "./quarantine.js";
-import { BackgroundCheckpointer } from "./sqlite/checkpointer.js";
-import type { BetterSqlite3Database } from "./sqlite/database.js";
-import { GroupCommit } from "./sqlite/group-commit.js";
-import { PreparedQuery, param } from "./sqlite/prepared.js";
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "./sqlite/tables.js";
-import { WalSync } from "./sqlite/wal-sync.js";
+} from "../port.js";
+import { changeEach, quarantinedError, spliceStored } from "../quarantine.js";
+import { BackgroundCheckpointer } from "./checkpointer.js";
+import type { BetterSqlite3Database } from "./database.js";
+import { GroupCommit } from "./group-commit.js";
+import { PreparedQuery, param } from "./prepared.js";
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "./tables.js";
+import { WalSync } from "./wal-sync.js";
 
 export const DURABILITY_MODES = ["full", "normal"] as const;
 export type Durability = (typeof DURABILITY_MODES)[number];
