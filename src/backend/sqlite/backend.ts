@@ -13,12 +13,9 @@ import {
 import { z } from "zod";
 import { MIGRATIONS, migrationProvider } from "../../../migrations/index.js";
 import {
-  BusyError,
   ClosedError,
-  isRegistryError,
   NotFoundError,
   ReadOnlyError,
-  type RegistryError,
   SchemaVersionError,
   StorageError,
 } from "../../errors.js";
@@ -50,6 +47,7 @@ import type {
 import { changeEach, quarantinedError, spliceStored } from "../quarantine.js";
 import { BackgroundCheckpointer } from "./checkpointer.js";
 import type { BetterSqlite3Database } from "./database.js";
+import { busyTimeoutError, isBusy, retryWhileBusy, toRegistryError, translated } from "./errors.js";
 import { GroupCommit } from "./group-commit.js";
 import { PreparedQuery, param } from "./prepared.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, type RegistryTables } from "./tables.js";
@@ -143,10 +141,7 @@ export class SqliteBackend implements RegistryBackend {
     this.#writer = new GroupCommit(db, {
       isBusy,
       busyTimeoutMs,
-      onTimeout: (cause) =>
-        new BusyError(`the database stayed locked by another connection for ${busyTimeoutMs} ms`, {
-          cause,
-        }),
+      onTimeout: (cause) => busyTimeoutError(busyTimeoutMs, cause),
       translate: (error) => toRegistryError(error, "write failed"),
       ...(walSync && {
         durable: () =>
@@ -523,11 +518,7 @@ export class SqliteBackend implements RegistryBackend {
   #run<T>(action: string, operation: () => T): Promise<T> {
     return retryWhileBusy(this.#busyTimeoutMs, () => {
       if (this.#closed) throw new ClosedError();
-      try {
-        return operation();
-      } catch (error) {
-        throw isBusy(error) ? error : toRegistryError(error, `${action} failed`);
-      }
+      return translated(action, operation);
     });
   }
 
@@ -537,13 +528,7 @@ export class SqliteBackend implements RegistryBackend {
    */
   #transaction<T>(action: string, operation: () => T): Promise<T> {
     if (this.#closed) return Promise.reject(new ClosedError());
-    return this.#writer.write(() => {
-      try {
-        return operation();
-      } catch (error) {
-        throw isBusy(error) ? error : toRegistryError(error, `${action} failed`);
-      }
-    });
+    return this.#writer.write(() => translated(action, operation));
   }
 }
 
@@ -939,50 +924,4 @@ function prepareStatements(db: Database.Database) {
         .where("lease_expires_at", ">", param<number>("after")),
     ),
   };
-}
-
-function sqliteCode(error: unknown): string | undefined {
-  return error instanceof Database.SqliteError ? error.code : undefined;
-}
-
-function isBusy(error: unknown): boolean {
-  return sqliteCode(error)?.startsWith("SQLITE_BUSY") === true;
-}
-
-/** Retry `operation` with jittered backoff while SQLite reports the database busy. */
-async function retryWhileBusy<T>(timeoutMs: number, operation: () => T | Promise<T>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delayMs = 1; ; delayMs = Math.min(delayMs * 2, 10)) {
-    try {
-      return await operation();
-    } catch (error) {
-      if (!isBusy(error)) throw error;
-      if (Date.now() >= deadline) {
-        throw new BusyError(
-          `the database stayed locked by another connection for ${timeoutMs} ms`,
-          {
-            cause: error,
-          },
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random())));
-    }
-  }
-}
-
-/** Translate a driver error; RegistryErrors pass through unchanged. */
-function toRegistryError(error: unknown, context: string): RegistryError {
-  if (isRegistryError(error)) return error;
-  const code = sqliteCode(error);
-  const detail = error instanceof Error ? error.message : String(error);
-  if (code?.startsWith("SQLITE_READONLY")) {
-    return new ReadOnlyError(`${context}: the database is read-only (${detail})`, { cause: error });
-  }
-  if (code?.startsWith("SQLITE_BUSY")) {
-    return new BusyError(`${context}: the database is locked (${detail})`, { cause: error });
-  }
-  if (code === "SQLITE_NOTADB") {
-    return new StorageError(`${context}: the file is not a SQLite database`, { cause: error });
-  }
-  return new StorageError(`${context}: ${detail}`, { cause: error });
 }
