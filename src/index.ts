@@ -11,12 +11,12 @@ export type {
   SeedWrite,
 } from "./backend/port.js";
 export {
+  type BetterSqlite3Database,
   DURABILITY_MODES,
   type Durability,
   SqliteBackend,
   type SqliteBackendOptions,
-} from "./backend/sqlite.js";
-export type { BetterSqlite3Database } from "./backend/sqlite-database.js";
+} from "./backend/sqlite/index.js";
 export * from "./errors.js";
 export {
   type Listener,

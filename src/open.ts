@@ -1,5 +1,5 @@
 import { optionsObject } from "./arguments.js";
-import { SqliteBackend, type SqliteBackendOptions } from "./backend/sqlite.js";
+import { SqliteBackend, type SqliteBackendOptions } from "./backend/sqlite/index.js";
 import { registrySettings, type TaskRegistryOptions } from "./options.js";
 import { TaskRegistry } from "./registry.js";
 

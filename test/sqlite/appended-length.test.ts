@@ -4,8 +4,8 @@
  * made before it counts the steps already appended; a rewritten document drops the total.
  */
 import { describe, expect, it } from "vitest";
+import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 import { openRegistry } from "../../src/open.js";
-import { MIGRATION_TABLE } from "../../src/sql/tables.js";
 import { tempDbPath, withDb } from "../support/backends.js";
 import { stepRecord } from "../support/crux.js";
 

@@ -3,7 +3,7 @@ import { statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { expect, it } from "vitest";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { tempDbPath } from "../support/backends.js";
 

@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import type { Durability } from "../../src/backend/sqlite.js";
+import type { Durability } from "../../src/backend/sqlite/index.js";
 import { newCruxId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
 import type { TaskRegistry } from "../../src/registry.js";

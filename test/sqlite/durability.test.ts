@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import { newTaskId } from "../../src/ids.js";
 import { newTaskState } from "../../src/lifecycle.js";
 import { tempDbPath } from "../support/backends.js";

@@ -4,7 +4,7 @@
  */
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import { GroupCommit } from "../../src/sql/group-commit.js";
+import { GroupCommit } from "../../src/backend/sqlite/group-commit.js";
 
 /** Settles pending callbacks and promise reactions. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));

@@ -3,8 +3,8 @@
  * one before it gave a lease, is taken back by the next claim after the upgrade.
  */
 import { describe, expect, it } from "vitest";
+import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 import { openRegistry } from "../../src/open.js";
-import { MIGRATION_TABLE } from "../../src/sql/tables.js";
 import { tempDbPath, withDb } from "../support/backends.js";
 
 describe("running tasks without a lease, from before updateStatus gave one", () => {

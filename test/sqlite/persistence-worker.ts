@@ -11,7 +11,7 @@
  */
 import { appendFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import type { Durability } from "../../src/backend/sqlite.js";
+import type { Durability } from "../../src/backend/sqlite/index.js";
 import type { CruxId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
 import { F64, type Json } from "../../src/wire/json.js";

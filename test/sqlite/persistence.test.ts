@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import type { TaskId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";

@@ -2,7 +2,7 @@
 import { fsync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Fsync, WalSync } from "../../src/sql/wal-sync.js";
+import { type Fsync, WalSync } from "../../src/backend/sqlite/wal-sync.js";
 import { tempDbPath } from "../support/backends.js";
 
 /** An fsync that records each call and finishes only when the test says so. */

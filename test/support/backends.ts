@@ -8,7 +8,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { MemoryBackend } from "../../src/backend/memory.js";
 import type { RegistryBackend } from "../../src/backend/port.js";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 
 export interface BackendFactory {
   readonly name: string;

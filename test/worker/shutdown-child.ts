@@ -10,7 +10,7 @@
  * that nothing it leaves behind keeps the process alive. Worker errors go to stderr, one
  * `worker error <code>` line each.
  */
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { scriptConfig } from "../support/child.js";
 

@@ -6,7 +6,7 @@
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { RegistryBackend } from "../../src/backend/port.js";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { writeStep } from "../../src/wire/codec.js";

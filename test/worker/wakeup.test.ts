@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryBackend } from "../../src/backend/memory.js";
 import type { Batch } from "../../src/backend/port.js";
-import { SqliteBackend } from "../../src/backend/sqlite.js";
+import { SqliteBackend } from "../../src/backend/sqlite/index.js";
 import { openRegistry } from "../../src/open.js";
 import { TaskRegistry } from "../../src/registry.js";
 import { identityHash } from "../../src/wire/hash.js";

@@ -2,7 +2,9 @@
  * The Kysely view of the schema that `migrations/` builds: the single source of truth for
  * every SQL statement the SQL adapters compile. Times are epoch milliseconds.
  */
-import type { TaskStatus } from "../wire/schema.js";
+import type Database from "better-sqlite3";
+import { Kysely, SqliteDialect } from "kysely";
+import type { TaskStatus } from "../../wire/schema.js";
 
 export interface TasksTable {
   id: string;
@@ -63,3 +65,8 @@ export interface RegistryTables {
 /** Names of the migration bookkeeping tables, apart from an application's own Kysely ones. */
 export const MIGRATION_TABLE = "cruxx_migration";
 export const MIGRATION_LOCK_TABLE = "cruxx_migration_lock";
+
+/** A Kysely instance used only to build SQL and run migrations; never destroyed (that would close `db`). */
+export function kyselyFor(db: Database.Database): Kysely<RegistryTables> {
+  return new Kysely<RegistryTables>({ dialect: new SqliteDialect({ database: db }) });
+}
