@@ -220,6 +220,75 @@ describe("migration 0006 on a file of the 0001–0005 layout (SQL only)", () => 
 
   // The queries the lean layout is built for, shaped as the design gives them: each kept
   // index is the one a query searches, in the order the query wants (no sort step).
+  const PLANS: [why: string, query: string, plan: string[]][] = [
+    [
+      "a claim of a kind walks tasks_claim_kind in claim order, and writes by rowid",
+      `update tasks set status = 'running', fence = fence + 1, runs = runs + 1,
+         lease_owner = ?, lease_expires_at = ?, updated_at = ?
+       where rowid in (
+         select rowid from tasks where status = 'pending' and kind = ? and +run_at <= ?
+         order by priority desc, run_at, id limit ?)
+       returning seq, fence, data`,
+      [
+        "SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)",
+        "LIST SUBQUERY 1",
+        "SEARCH tasks USING COVERING INDEX tasks_claim_kind (kind=?)",
+      ],
+    ],
+    [
+      "a fenced transition is one rowid lookup",
+      `update tasks set status = 'done', lease_owner = null, lease_expires_at = null,
+         run_value = ?, run_finished_at = ?, updated_at = ?
+       where seq = ? and fence = ? and status = 'running'`,
+      ["SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)"],
+    ],
+    [
+      "pending(kind) walks tasks_pending_kind_id in id order",
+      "select id, data from tasks where status = 'pending' and kind = ? order by id",
+      ["SEARCH tasks USING INDEX tasks_pending_kind_id (kind=?)"],
+    ],
+    [
+      "pending() walks tasks_id in id order",
+      "select id, data from tasks where status = 'pending' order by id",
+      ["SCAN tasks USING INDEX tasks_id"],
+    ],
+    [
+      "the sweep walks tasks_lease_expiry",
+      "select seq from tasks where status = 'running' and lease_expires_at <= ? order by lease_expires_at",
+      ["SEARCH tasks USING COVERING INDEX tasks_lease_expiry (lease_expires_at<?)"],
+    ],
+    [
+      "a task is found by id through tasks_id",
+      "select seq, data from tasks where id = ?",
+      ["SEARCH tasks USING INDEX tasks_id (id=?)"],
+    ],
+    [
+      "list(prefix) walks tasks_id from the prefix",
+      "select id from tasks where id >= ? order by id",
+      ["SEARCH tasks USING COVERING INDEX tasks_id (id>?)"],
+    ],
+    [
+      "an idempotency key is found through tasks_idempotency_key",
+      "select id from tasks where idempotency_key = ?",
+      ["SEARCH tasks USING INDEX tasks_idempotency_key (idempotency_key=?)"],
+    ],
+    [
+      "quarantined() walks tasks_quarantined in its order",
+      "select id, kind from tasks where quarantined_at is not null order by quarantined_at, id",
+      ["SEARCH tasks USING INDEX tasks_quarantined (quarantined_at>?)"],
+    ],
+    [
+      "a task's appended steps are found by its seq, in order",
+      "select data from task_steps where task = ? order by ordinal",
+      ["SEARCH task_steps USING INDEX sqlite_autoindex_task_steps_1 (task=?)"],
+    ],
+    [
+      "a task's appended length is found by its seq",
+      "select length from task_steps_length where task = ?",
+      ["SEARCH task_steps_length USING INTEGER PRIMARY KEY (rowid=?)"],
+    ],
+  ];
+
   describe("query plans", () => {
     let db: Database.Database;
     beforeAll(() => {
@@ -227,79 +296,8 @@ describe("migration 0006 on a file of the 0001–0005 layout (SQL only)", () => 
       return () => db.close();
     });
 
-    it("a claim of a kind walks tasks_claim_kind in claim order, and writes by rowid", () => {
-      expect(
-        plan(
-          db,
-          `update tasks set status = 'running', fence = fence + 1, runs = runs + 1,
-             lease_owner = ?, lease_expires_at = ?, updated_at = ?
-           where rowid in (
-             select rowid from tasks where status = 'pending' and kind = ? and +run_at <= ?
-             order by priority desc, run_at, id limit ?)
-           returning seq, fence, data`,
-        ),
-      ).toEqual([
-        "SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)",
-        "LIST SUBQUERY 1",
-        "SEARCH tasks USING COVERING INDEX tasks_claim_kind (kind=?)",
-      ]);
-    });
-
-    it("a fenced transition is one rowid lookup", () => {
-      expect(
-        plan(
-          db,
-          "update tasks set status = 'done', lease_owner = null, lease_expires_at = null, run_value = ?, run_finished_at = ?, updated_at = ? where seq = ? and fence = ? and status = 'running'",
-        ),
-      ).toEqual(["SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)"]);
-    });
-
-    it("pending(kind) walks tasks_pending_kind_id; pending() walks tasks_id, both in id order", () => {
-      expect(
-        plan(db, "select id, data from tasks where status = 'pending' and kind = ? order by id"),
-      ).toEqual(["SEARCH tasks USING INDEX tasks_pending_kind_id (kind=?)"]);
-      expect(plan(db, "select id, data from tasks where status = 'pending' order by id")).toEqual([
-        "SCAN tasks USING INDEX tasks_id",
-      ]);
-    });
-
-    it("the sweep walks tasks_lease_expiry", () => {
-      expect(
-        plan(
-          db,
-          "select seq from tasks where status = 'running' and lease_expires_at <= ? order by lease_expires_at",
-        ),
-      ).toEqual(["SEARCH tasks USING COVERING INDEX tasks_lease_expiry (lease_expires_at<?)"]);
-    });
-
-    it("a task is found by id through tasks_id, by key through tasks_idempotency_key", () => {
-      expect(plan(db, "select seq, data from tasks where id = ?")).toEqual([
-        "SEARCH tasks USING INDEX tasks_id (id=?)",
-      ]);
-      expect(plan(db, "select id from tasks where id >= ? order by id")).toEqual([
-        "SEARCH tasks USING COVERING INDEX tasks_id (id>?)",
-      ]);
-      expect(plan(db, "select id from tasks where idempotency_key = ?")).toEqual([
-        "SEARCH tasks USING INDEX tasks_idempotency_key (idempotency_key=?)",
-      ]);
-    });
-
-    it("quarantined() walks tasks_quarantined in its order", () => {
-      expect(
-        plan(
-          db,
-          "select id, kind from tasks where quarantined_at is not null order by quarantined_at, id",
-        ),
-      ).toEqual(["SEARCH tasks USING INDEX tasks_quarantined (quarantined_at>?)"]);
-    });
-
-    it("a task's appended steps and their length are found by its seq", () => {
-      expect(plan(db, "select data from task_steps where task = ? order by ordinal")).toEqual([
-        "SEARCH task_steps USING INDEX sqlite_autoindex_task_steps_1 (task=?)",
-      ]);
-      expect(plan(db, "select length from task_steps_length where task = ?")).toEqual([
-        "SEARCH task_steps_length USING INTEGER PRIMARY KEY (rowid=?)",
-      ]);
+    it.each(PLANS)("%s", (_why, query, steps) => {
+      expect(plan(db, query)).toEqual(steps);
     });
   });
 });
