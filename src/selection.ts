@@ -10,11 +10,15 @@ export function kindMatches(kinds: KindFilter, kind: string): boolean {
   return kinds.length === 0 || kinds.includes(kind);
 }
 
+/** What claim order reads of a task. */
+export interface ClaimOrdered {
+  readonly priority: number;
+  readonly runAt: number;
+  readonly id: string;
+}
+
 /** Negative when `a` is claimed before `b`: priority, then due time, then submit order. */
-export function claimOrder(
-  a: Pick<TaskState, "priority" | "runAt" | "id">,
-  b: Pick<TaskState, "priority" | "runAt" | "id">,
-): number {
+export function claimOrder(a: ClaimOrdered, b: ClaimOrdered): number {
   return b.priority - a.priority || a.runAt - b.runAt || idOrder(a, b);
 }
 

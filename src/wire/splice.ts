@@ -4,6 +4,8 @@
  * the document, with no parse and no re-encoding of what is already there.
  */
 
+import { TASK_STATUSES, type TaskStatus } from "./schema.js";
+
 /** The Task document with `steps` appended (in order) to its checkpoint's steps array. */
 export function spliceSteps(document: string, steps: readonly string[]): string {
   if (steps.length === 0) return document;
@@ -124,6 +126,26 @@ export function editRun(document: string, edit: RunEdit): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * The status of a task document laid out as our writer lays it out (its third member), or
+ * undefined for any other text or a status that is not one.
+ */
+export function statusOf(document: string): TaskStatus | undefined {
+  try {
+    const head = members(document, 0, STATUS_HEAD);
+    if (head === undefined) return undefined;
+    const { start, end } = head.values.status;
+    const text = document.slice(start + 1, end - 1);
+    return document[start] === '"' && (TASK_STATUSES as readonly string[]).includes(text)
+      ? (text as TaskStatus)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const STATUS_HEAD = ["id", "kind", "status"] as const;
 
 /** What putSteps made: the new document, or the first step that would leave a gap. */
 export type PutSteps =

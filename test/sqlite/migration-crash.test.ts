@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { MIGRATIONS } from "../../migrations/index.js";
-import { MIGRATION_TABLE } from "../../src/sql/tables.js";
+import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 import { tempDbPath, withDb } from "../support/backends.js";
 import { killChildren, startScript } from "../support/child.js";
 import { migrateFile } from "../support/migrate.js";

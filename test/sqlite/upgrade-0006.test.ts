@@ -13,7 +13,7 @@ import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MIGRATIONS } from "../../migrations/index.js";
 import { SqliteBackend, type TaskId, TaskRegistry, type TaskStatus } from "../../src/index.js";
-import { MIGRATION_TABLE } from "../../src/sql/tables.js";
+import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 import { tempDbPath, withDb } from "../support/backends.js";
 import { stepRecord } from "../support/crux.js";
 import { migrateFile } from "../support/migrate.js";

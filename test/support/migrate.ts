@@ -5,7 +5,7 @@
 import Database from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect } from "kysely";
 import { migrationProvider } from "../../migrations/index.js";
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from "../../src/sql/tables.js";
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 
 export async function migrateFile(file: string): Promise<void> {
   const db = new Database(file, { fileMustExist: true });

@@ -1,121 +1,167 @@
-/** A task's row as stored, and the TaskState it holds. */
+/**
+ * A task's row as stored, and the TaskState it holds. Run state lives in columns (status,
+ * lease, the checkpoint's value and times) and is spliced into the document, which is
+ * written whole only when something else in it changes: a claim or a completion then writes
+ * a few small columns instead of the document.
+ */
 import type { Selectable } from "kysely";
+import { SerializationError } from "../../errors.js";
 import type { TaskId } from "../../ids.js";
-import { stepsInDocument } from "../../lifecycle.js";
-import type { TaskState } from "../port.js";
+import { stepsInDocument, withRun } from "../../lifecycle.js";
+import type { TaskState } from "../../task-state.js";
+import { statusOf } from "../../wire/splice.js";
+import { spliceStored } from "../quarantine.js";
 import type { RegistryTables } from "./tables.js";
 
-/** The columns of a task's state: quarantine is set only by quarantine(), and cleared by #write. */
+/** The columns of a task's state: quarantine is set only by quarantine(), and cleared by a write. */
 export type Columns = Omit<
   Selectable<RegistryTables["tasks"]>,
   "quarantined_at" | "quarantine_reason" | "quarantined_status"
 >;
 
 /**
- * A row as read: its columns, whether steps were appended to it since it was written, and,
- * read by id, when it was quarantined (the queue paths never select a quarantined row).
+ * A row as read: its columns, whether steps were appended to it since its document was
+ * written, and, read by id, when it was quarantined (the queue paths never select one).
  */
 export type StoredRow = Columns & {
   readonly has_steps: number;
   readonly quarantined_at?: number | null;
 };
 
-/** A task as read inside a transaction: `appended` says task_steps rows back its document. */
-export interface Loaded {
-  readonly state: TaskState;
-  readonly appended: boolean;
-  readonly quarantined: boolean;
-}
-
 /**
  * Each column of a state once: `satisfies` makes a column added to the table but not here, or
  * here but no longer in the table, a compile error. The names statements use follow from it.
  */
 const COLUMNS = {
+  seq: true,
   id: true,
   kind: true,
   status: true,
-  data: true,
-  created_at: true,
-  updated_at: true,
   priority: true,
   run_at: true,
   runs: true,
   max_attempts: true,
+  fence: true,
   lease_owner: true,
-  lease_token: true,
   lease_expires_at: true,
-  last_error: true,
-  idempotency_key: true,
   cancel_requested: true,
   steps_in_document: true,
+  created_at: true,
+  updated_at: true,
+  run_started_at: true,
+  run_finished_at: true,
+  idempotency_key: true,
+  last_error: true,
+  run_value: true,
+  data: true,
 } as const satisfies Record<keyof Columns, true>;
 
 /** The columns of a state, in the table's order. */
 export const COLUMN_NAMES = Object.keys(COLUMNS) as (keyof Columns)[];
 
+/** The columns the run state lives in beside the document; null: the document's own. */
+export const RUN_COLUMNS = ["run_value", "run_started_at", "run_finished_at"] as const;
+
 /**
- * A state as bound to statements. `stepsInDocument` matters only to statements that write
- * `data` (see withDocumentColumns): counting scans the document, so others skip it.
+ * A state whose document is written whole, as bound to statements: the run state is all in
+ * the document, so its columns are cleared. `seq` is the row's, when it has one.
  */
-export function toColumns(state: TaskState, stepsInDocument = 0): Columns {
+export function wholeColumns(state: TaskState, seq = 0): Columns {
   return {
+    ...scheduleColumns(state, seq),
+    steps_in_document: stepsInDocument(state),
+    run_started_at: null,
+    run_finished_at: null,
+    run_value: null,
+    data: state.data,
+  };
+}
+
+export type ScheduleColumns = Omit<
+  Columns,
+  "steps_in_document" | (typeof RUN_COLUMNS)[number] | "data"
+>;
+
+/** The columns of a state but its document and run state: for a change that keeps them. */
+export function scheduleColumns(state: TaskState, seq: number): ScheduleColumns {
+  return {
+    seq,
     id: state.id,
     kind: state.kind,
     status: state.status,
-    data: state.data,
-    created_at: state.createdAt,
-    updated_at: state.updatedAt,
     priority: state.priority,
     run_at: state.runAt,
     runs: state.runs,
     max_attempts: state.maxAttempts,
+    fence: state.fence,
     lease_owner: state.lease?.owner ?? null,
-    lease_token: state.lease?.token ?? null,
     lease_expires_at: state.lease?.expiresAt ?? null,
-    last_error: state.lastError,
-    idempotency_key: state.idempotencyKey,
     cancel_requested: state.cancelRequested ? 1 : 0,
-    steps_in_document: stepsInDocument,
+    created_at: state.createdAt,
+    updated_at: state.updatedAt,
+    idempotency_key: state.idempotencyKey,
+    last_error: state.lastError,
   };
 }
 
-export function isQuarantined(row: StoredRow): boolean {
+export function isQuarantined(row: Pick<StoredRow, "quarantined_at">): boolean {
   return row.quarantined_at !== undefined && row.quarantined_at !== null;
 }
 
-/** A row as a state, without the steps appended to it. */
-export function unspliced(row: StoredRow): Loaded {
-  return {
-    state: fromColumns(row),
-    appended: row.has_steps !== 0,
-    quarantined: isQuarantined(row),
-  };
-}
-
-/** The columns of a state whose document is being written. */
-export function withDocumentColumns(state: TaskState): Columns {
-  return toColumns(state, stepsInDocument(state));
-}
-
-export function fromColumns(row: Columns): TaskState {
+/** The row as a state whose document is `data`. */
+export function stateOf(row: Columns, data: string): TaskState {
   return {
     id: row.id as TaskId,
     kind: row.kind,
     status: row.status,
-    data: row.data,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
+    data,
     priority: row.priority,
     runAt: row.run_at,
     runs: row.runs,
     maxAttempts: row.max_attempts,
+    fence: row.fence,
     lease:
-      row.lease_owner === null || row.lease_token === null || row.lease_expires_at === null
+      row.lease_owner === null || row.lease_expires_at === null
         ? null
-        : { owner: row.lease_owner, token: row.lease_token, expiresAt: row.lease_expires_at },
+        : { owner: row.lease_owner, token: String(row.fence), expiresAt: row.lease_expires_at },
     lastError: row.last_error,
     idempotencyKey: row.idempotency_key,
     cancelRequested: row.cancel_requested !== 0,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
   };
+}
+
+/**
+ * The document as readers get it: the stored one with the run state spliced in (the status,
+ * and the checkpoint's value and times, as the lifecycle's own rule writes them), then the
+ * appended `steps`. A quarantined row's is its document as stored with its steps: nothing of
+ * it is trusted. A document the run state cannot be spliced into (one that does not decode)
+ * is given as stored, for its reader to find it does not decode.
+ */
+export function documentOf(
+  row: Columns & { readonly quarantined_at?: number | null },
+  steps: readonly string[] = [],
+): string {
+  const data = isQuarantined(row) ? row.data : withRunState(row);
+  return steps.length === 0 ? data : spliceStored(row.id as TaskId, data, steps);
+}
+
+function withRunState(row: Columns): string {
+  const stored = statusOf(row.data);
+  if (row.run_value === null && stored === row.status) return row.data;
+  try {
+    return withRun(
+      // A document in another layout (or damaged) has no status we read: it is decoded.
+      { id: row.id as TaskId, kind: row.kind, status: stored ?? row.status, data: row.data },
+      row.status,
+      row.run_value === null
+        ? undefined
+        : { valueText: row.run_value, finishedAt: row.run_finished_at, start: true },
+      row.run_started_at ?? row.updated_at,
+    );
+  } catch (error) {
+    if (error instanceof SerializationError) return row.data;
+    throw error;
+  }
 }

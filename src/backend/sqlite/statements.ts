@@ -1,28 +1,33 @@
 /**
  * Every statement the task backend runs, built and typed by Kysely once and prepared once,
- * with the planner choices they rely on.
+ * with the planner choices they rely on. Each index the layout keeps serves a statement here:
+ * tasks_id (get, read, list, the fenced writes by id), tasks_claim_kind (claim, its probe,
+ * nextWakeAt's due time, the pending kinds), tasks_pending_kind_id (pending), tasks_lease_expiry
+ * (sweep, nextWakeAt's expiry), tasks_idempotency_key (insert), tasks_quarantined
+ * (quarantined); test/sqlite/query-plans.test.ts holds each statement to its index.
  */
 import type Database from "better-sqlite3";
-import { type Compilable, type SelectQueryBuilder, sql } from "kysely";
-import type { Quarantined } from "../port.js";
+import { type Compilable, type Expression, type SelectQueryBuilder, sql } from "kysely";
+import { MAX_DOCUMENT_LENGTH } from "../../limits.js";
+import type { Quarantined } from "../../task-state.js";
 import { PreparedQuery, param } from "./prepared.js";
-import { COLUMN_NAMES, type Columns, type StoredRow } from "./rows.js";
+import {
+  COLUMN_NAMES,
+  type Columns,
+  RUN_COLUMNS,
+  type ScheduleColumns,
+  type StoredRow,
+} from "./rows.js";
 import { kyselyFor, type RegistryTables } from "./tables.js";
 
 export type Statements = ReturnType<typeof prepareStatements>;
 
-/** Adds `has_steps`: whether task_steps holds rows for the task (an index probe). */
-function withHasSteps<Q extends SelectQueryBuilder<RegistryTables, "tasks", Columns>>(query: Q) {
-  return query.select((eb) =>
-    eb
-      .exists(
-        eb
-          .selectFrom("task_steps")
-          .select("task_steps.ordinal")
-          .whereRef("task_steps.task_id", "=", "tasks.id"),
-      )
-      .as("has_steps"),
-  );
+/** What a claim binds: the lease every task it takes gets. */
+export interface ClaimParams {
+  readonly owner: string;
+  readonly now: number;
+  readonly expiresAt: number;
+  readonly limit: number;
 }
 
 // Literals, not parameters: only then can SQLite prove a query matches a partial index's WHERE.
@@ -31,19 +36,39 @@ const RUNNING = sql.lit("running" as const);
 
 export function prepareStatements(db: Database.Database) {
   const k = kyselyFor(db);
-  // A marker per column, bound by name from toColumns' object.
-  const allColumns = Object.fromEntries(COLUMN_NAMES.map((name) => [name, param(name)])) as Columns;
-  const { id: _id, created_at: _created, ...mutableColumns } = allColumns;
-  const { data: _data, steps_in_document: _count, ...scheduleColumns } = mutableColumns;
-  const pendingBase = k
-    .selectFrom("tasks")
-    .select(["id", "data"])
-    .where("status", "=", PENDING)
-    .orderBy("id")
-    .limit(param<number>("limit"));
+  const prepare = <P extends object, R>(query: Compilable<R>) => new PreparedQuery<P, R>(db, query);
+  // A marker per column, bound by name from rows.ts' objects.
+  const marked = Object.fromEntries(COLUMN_NAMES.map((name) => [name, param(name)])) as Columns;
+  const { seq: _seq, ...insertColumns } = marked;
+  const { id: _id, created_at: _created, ...written } = insertColumns;
+  const {
+    data: _data,
+    steps_in_document: _count,
+    run_value: _value,
+    run_started_at: _started,
+    run_finished_at: _finished,
+    ...schedule
+  } = written;
+  const bySeq = param<number>("seq");
+
+  /** Adds `has_steps`: whether task_steps holds rows for the task (an index probe). */
+  const withHasSteps = <Q extends SelectQueryBuilder<RegistryTables, "tasks", Columns>>(query: Q) =>
+    query.select((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom("task_steps")
+            .select("task_steps.ordinal")
+            .whereRef("task_steps.task", "=", "tasks.seq"),
+        )
+        .as("has_steps"),
+    );
+  const stored = withHasSteps(k.selectFrom("tasks").select(COLUMN_NAMES));
+  /** Due pending tasks of one kind in claim order: a walk of tasks_claim_kind. */
   const due = <Q extends SelectQueryBuilder<RegistryTables, "tasks", object>>(query: Q) =>
     query
       .where("status", "=", PENDING)
+      .where("kind", "=", param<string>("kind"))
       // Unary plus hides run_at from the planner's range choice: it then walks the claim
       // index in order and stops at the first due row, instead of sorting every due row
       // (504 µs vs 5 µs per claim with 5,000 pending).
@@ -51,85 +76,169 @@ export function prepareStatements(db: Database.Database) {
       .orderBy("priority", "desc")
       .orderBy("run_at")
       .orderBy("id");
-  // The columns of a state: the queue paths read no more than they need.
-  const stored = withHasSteps(k.selectFrom("tasks").select(COLUMN_NAMES));
-  const bestDue = due(stored);
-  // A literal LIMIT 1: with a bound limit SQLite takes 15 µs instead of 5 for the same walk.
-  const bestDue1 = bestDue.limit(sql.lit(1));
-  const bestDueUpTo = bestDue.limit(param<number>("limit"));
-  const firstDue = due(k.selectFrom("tasks").select("id")).limit(sql.lit(1));
-  const prepare = <P extends object, R>(query: Compilable<R>) => new PreparedQuery<P, R>(db, query);
+  /** The claim as one statement: lease, run and the run's columns for every row it takes. */
+  const claimWhere = (rows: Expression<unknown>) =>
+    k
+      .updateTable("tasks")
+      .set((eb) => ({
+        status: RUNNING,
+        runs: eb("runs", "+", 1),
+        fence: eb("fence", "+", 1),
+        lease_owner: param<string>("owner"),
+        lease_expires_at: param<number>("expiresAt"),
+        // As claimTask writes them: a run in progress (see RUN_IN_PROGRESS).
+        run_value: sql.lit('{"Ok":null}'),
+        run_finished_at: null,
+        run_started_at: param<number>("now"),
+        updated_at: param<number>("now"),
+      }))
+      .where("seq", "in", rows as Expression<number>)
+      .returning(COLUMN_NAMES);
+  /**
+   * complete() as one fenced statement, when completeTask would write only run state: the
+   * task is running under this fence with no cancel request, and it stays within the
+   * document budget however the run state is spliced in (UTF-8 bytes are never fewer than
+   * UTF-16 units; `extra` bounds the value and a new checkpoint). Otherwise no row changes,
+   * and the caller applies completeTask itself.
+   */
+  const complete = k
+    .updateTable("tasks")
+    .set((eb) => ({
+      status: sql.lit("done"),
+      run_value: param<string>("value"),
+      run_finished_at: param<number>("now"),
+      run_started_at: eb.fn.coalesce("run_started_at", sql.val(param<number>("now"))),
+      lease_owner: null,
+      lease_expires_at: null,
+      updated_at: param<number>("now"),
+    }))
+    .where("fence", "=", param<number>("fence"))
+    .where("status", "=", RUNNING)
+    .where("cancel_requested", "=", 0)
+    .where(
+      sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")} + coalesce((select length from task_steps_length where task = tasks.seq), 0)`,
+      "<=",
+      MAX_DOCUMENT_LENGTH,
+    )
+    .returning("kind");
+  const runColumns = Object.fromEntries(RUN_COLUMNS.map((name) => [name, null]));
+
   return {
     // Prepared once: db.pragma() prepares its statement on every call, and idle workers ask often.
     dataVersion: db.prepare("PRAGMA data_version").pluck(),
     read: prepare<{ id: string }, StoredRow>(
       stored.select("quarantined_at").where("id", "=", param<string>("id")),
     ),
-    stepsOf: prepare<{ id: string }, { data: string }>(
+    stepsOf: prepare<{ seq: number }, { data: string }>(
+      k.selectFrom("task_steps").select("data").where("task", "=", bySeq).orderBy("ordinal"),
+    ),
+    insert: prepare<Columns, never>(k.insertInto("tasks").values(insertColumns)),
+    /** A whole document, its run state folded in (rows.ts' wholeColumns). */
+    write: prepare<Columns, never>(
       k
-        .selectFrom("task_steps")
-        .select("data")
-        .where("task_id", "=", param<string>("id"))
-        .orderBy("ordinal"),
+        .updateTable("tasks")
+        .set({ ...written, ...runColumns })
+        .where("seq", "=", bySeq),
     ),
-    insert: prepare<Columns, never>(k.insertInto("tasks").values(allColumns)),
-    update: prepare<Columns, never>(
-      k.updateTable("tasks").set(mutableColumns).where("id", "=", param<string>("id")),
+    /** Columns only: the document, its run state and appended steps stay. */
+    writeSchedule: prepare<ScheduleColumns, never>(
+      k.updateTable("tasks").set(schedule).where("seq", "=", bySeq),
     ),
-    updateSchedule: prepare<Columns, never>(
-      k.updateTable("tasks").set(scheduleColumns).where("id", "=", param<string>("id")),
+    claimOne: prepare<ClaimParams & { kind: string }, Columns>(
+      // A literal LIMIT 1: with a bound limit SQLite takes 15 µs instead of 5 for the same walk.
+      claimWhere(due(k.selectFrom("tasks").select("seq")).limit(sql.lit(1))),
     ),
-    lastStep: prepare<{ id: string }, { last: number | null }>(
+    claimUpTo: prepare<ClaimParams & { kind: string }, Columns>(
+      claimWhere(due(k.selectFrom("tasks").select("seq")).limit(param<number>("limit"))),
+    ),
+    /** Several kinds: their best rows are chosen first (dueOfKind, merged in claim order). */
+    claimRows: prepare<ClaimParams & { seqs: string }, Columns>(
+      claimWhere(sql<number>`(select value from json_each(${param<string>("seqs")}))`),
+    ),
+    dueOfKind: prepare<
+      { kind: string; now: number; limit: number },
+      Pick<Columns, "seq" | "id" | "priority" | "run_at">
+    >(
+      due(k.selectFrom("tasks").select(["seq", "id", "priority", "run_at"])).limit(
+        param<number>("limit"),
+      ),
+    ),
+    firstDueOfKind: prepare<{ kind: string; now: number }, { seq: number }>(
+      due(k.selectFrom("tasks").select("seq")).limit(sql.lit(1)),
+    ),
+    /** The next kind (after `after`, in order) with a pending task: one seek per kind. */
+    nextPendingKind: prepare<{ after: string }, { kind: string }>(
+      k
+        .selectFrom("tasks")
+        .select("kind")
+        .where("status", "=", PENDING)
+        .where("kind", ">", param<string>("after"))
+        .orderBy("kind")
+        .limit(sql.lit(1)),
+    ),
+    completeById: prepare<
+      { id: string; fence: number; value: string; now: number; extra: number },
+      { kind: string }
+    >(complete.where("id", "=", param<string>("id"))),
+    /** By rowid, once a claim told the task's seq: the id is still compared. */
+    completeBySeq: prepare<
+      { seq: number; id: string; fence: number; value: string; now: number; extra: number },
+      { kind: string }
+    >(complete.where("seq", "=", bySeq).where("id", "=", param<string>("id"))),
+    lastStep: prepare<{ seq: number }, { last: number | null }>(
       k
         .selectFrom("task_steps")
         .select((eb) => eb.fn.max("ordinal").as("last"))
-        .where("task_id", "=", param<string>("id")),
+        .where("task", "=", bySeq),
     ),
-    clearSteps: prepare<{ id: string }, never>(
-      k.deleteFrom("task_steps").where("task_id", "=", param<string>("id")),
+    clearSteps: prepare<{ seq: number }, never>(
+      k.deleteFrom("task_steps").where("task", "=", bySeq),
     ),
     // The step itself: SQLite's length() counts code points, the budget UTF-16 units.
-    stepData: prepare<{ id: string; ordinal: number }, { data: string }>(
+    stepData: prepare<{ seq: number; ordinal: number }, { data: string }>(
       k
         .selectFrom("task_steps")
         .select("data")
-        .where("task_id", "=", param<string>("id"))
+        .where("task", "=", bySeq)
         .where("ordinal", "=", param<number>("ordinal")),
     ),
-    appendedLength: prepare<{ id: string }, { length: number }>(
-      k.selectFrom("task_steps_length").select("length").where("task_id", "=", param<string>("id")),
+    appendedLength: prepare<{ seq: number }, { length: number }>(
+      k.selectFrom("task_steps_length").select("length").where("task", "=", bySeq),
     ),
-    setAppendedLength: prepare<{ id: string; length: number }, never>(
+    setAppendedLength: prepare<{ seq: number; length: number }, never>(
       k
         .insertInto("task_steps_length")
-        .values({ task_id: param("id"), length: param("length") })
+        .values({ task: bySeq, length: param("length") })
         .onConflict((oc) =>
-          oc.column("task_id").doUpdateSet((eb) => ({ length: eb.ref("excluded.length") })),
+          oc.column("task").doUpdateSet((eb) => ({ length: eb.ref("excluded.length") })),
         ),
     ),
-    clearAppendedLength: prepare<{ id: string }, never>(
-      k.deleteFrom("task_steps_length").where("task_id", "=", param<string>("id")),
+    clearAppendedLength: prepare<{ seq: number }, never>(
+      k.deleteFrom("task_steps_length").where("task", "=", bySeq),
     ),
-    putStep: prepare<{ id: string; ordinal: number; data: string }, never>(
+    putStep: prepare<{ seq: number; ordinal: number; data: string }, never>(
       k
         .insertInto("task_steps")
-        .values({ task_id: param("id"), ordinal: param("ordinal"), data: param("data") })
+        .values({ task: bySeq, ordinal: param("ordinal"), data: param("data") })
         .onConflict((oc) =>
-          oc
-            .columns(["task_id", "ordinal"])
-            .doUpdateSet((eb) => ({ data: eb.ref("excluded.data") })),
+          oc.columns(["task", "ordinal"]).doUpdateSet((eb) => ({ data: eb.ref("excluded.data") })),
         ),
     ),
     listFrom: prepare<{ from: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("id", ">=", param<string>("from")).orderBy("id"),
     ),
-    pendingOfKind: prepare<{ kind: string; limit: number }, { id: string; data: string }>(
-      pendingBase.where("kind", "=", param<string>("kind")),
+    pendingOfKind: prepare<{ kind: string; limit: number }, Columns>(
+      k
+        .selectFrom("tasks")
+        .select(COLUMN_NAMES)
+        .where("status", "=", PENDING)
+        .where("kind", "=", param<string>("kind"))
+        .orderBy("id")
+        .limit(param<number>("limit")),
     ),
-    pendingAll: prepare<{ limit: number }, { id: string; data: string }>(pendingBase),
     // Its status column becomes `failed`, which no queue index holds; its own is kept.
     quarantine: prepare<
-      { id: string; data: string; reason: string; at: number },
+      { seq: number; reason: string; at: number },
       Pick<Quarantined, "kind" | "status">
     >(
       k
@@ -140,16 +249,37 @@ export function prepareStatements(db: Database.Database) {
           quarantine_reason: param<string>("reason"),
           quarantined_at: param<number>("at"),
         }))
-        .where("id", "=", param<string>("id"))
-        .where("data", "=", param<string>("data"))
+        .where("seq", "=", bySeq)
         .where("quarantined_at", "is", null)
         .returning(["kind", "quarantined_status as status"]),
     ),
-    release: prepare<{ id: string }, never>(
+    /** quarantineClaimed: the claim undone (its run, its lease), then quarantined as pending. */
+    quarantineClaimed: prepare<
+      { id: string; fence: number; reason: string; at: number },
+      Pick<Quarantined, "kind" | "status">
+    >(
+      k
+        .updateTable("tasks")
+        .set((eb) => ({
+          status: sql.lit("failed"),
+          quarantined_status: PENDING,
+          runs: eb("runs", "-", 1),
+          lease_owner: null,
+          lease_expires_at: null,
+          quarantine_reason: param<string>("reason"),
+          quarantined_at: param<number>("at"),
+        }))
+        .where("id", "=", param<string>("id"))
+        .where("fence", "=", param<number>("fence"))
+        .where("status", "=", RUNNING)
+        .where("quarantined_at", "is", null)
+        .returning(["kind", "quarantined_status as status"]),
+    ),
+    release: prepare<{ seq: number }, never>(
       k
         .updateTable("tasks")
         .set({ quarantined_at: null, quarantine_reason: null, quarantined_status: null })
-        .where("id", "=", param<string>("id")),
+        .where("seq", "=", bySeq),
     ),
     quarantinedRows: prepare<Record<string, never>, Quarantined>(
       k
@@ -168,18 +298,6 @@ export function prepareStatements(db: Database.Database) {
     byIdempotencyKey: prepare<{ key: string }, { id: string }>(
       k.selectFrom("tasks").select("id").where("idempotency_key", "=", param<string>("key")),
     ),
-    bestDueOfKind: prepare<{ kind: string; now: number }, StoredRow>(
-      bestDue1.where("kind", "=", param<string>("kind")),
-    ),
-    bestDueAny: prepare<{ now: number }, StoredRow>(bestDue1),
-    bestDueOfKindUpTo: prepare<{ kind: string; now: number; limit: number }, StoredRow>(
-      bestDueUpTo.where("kind", "=", param<string>("kind")),
-    ),
-    bestDueAnyUpTo: prepare<{ now: number; limit: number }, StoredRow>(bestDueUpTo),
-    firstDueOfKind: prepare<{ kind: string; now: number }, { id: string }>(
-      firstDue.where("kind", "=", param<string>("kind")),
-    ),
-    firstDueAny: prepare<{ now: number }, { id: string }>(firstDue),
     expired: prepare<{ now: number }, StoredRow>(
       stored
         .where("status", "=", RUNNING)
@@ -197,12 +315,29 @@ export function prepareStatements(db: Database.Database) {
         )
         .orderBy("lease_expires_at"),
     ),
-    earliestDue: prepare<{ after: number }, { at: number | null }>(
+    /** The highest priority below `below` among a kind's pending tasks: one seek. */
+    nextPriority: prepare<{ kind: string; below: number }, { priority: number }>(
       k
         .selectFrom("tasks")
-        .select((eb) => eb.fn.min("run_at").as("at"))
+        .select("priority")
         .where("status", "=", PENDING)
-        .where("run_at", ">", param<number>("after")),
+        .where("kind", "=", param<string>("kind"))
+        .where("priority", "<", param<number>("below"))
+        .orderBy("priority", "desc")
+        .limit(sql.lit(1)),
+    ),
+    /** The earliest due time after `after` within one priority of a kind: one seek. */
+    earliestDue: prepare<{ kind: string; priority: number; after: number }, { run_at: number }>(
+      k
+        .selectFrom("tasks")
+        .select("run_at")
+        .where("status", "=", PENDING)
+        .where("kind", "=", param<string>("kind"))
+        .where("priority", "=", param<number>("priority"))
+        .where("run_at", ">", param<number>("after"))
+        .orderBy("priority", "desc")
+        .orderBy("run_at")
+        .limit(sql.lit(1)),
     ),
     earliestExpiry: prepare<{ after: number }, { at: number | null }>(
       k
