@@ -9,6 +9,7 @@ import { SerializationError } from "../../errors.js";
 import type { TaskId } from "../../ids.js";
 import { stepsInDocument, withRun } from "../../lifecycle.js";
 import type { TaskState } from "../../task-state.js";
+import { decodeStoredTask } from "../../wire/codec.js";
 import { statusOf } from "../../wire/splice.js";
 import { spliceStored } from "../quarantine.js";
 import type { RegistryTables } from "./tables.js";
@@ -149,11 +150,13 @@ export function documentOf(
 
 function withRunState(row: Columns): string {
   const stored = statusOf(row.data);
-  if (row.run_value === null && stored === row.status) return row.data;
   try {
+    // A document in another layout (the seed's put stores any text) is kept as it is while
+    // the run state in the columns says nothing else: its status is read by decoding it.
+    const status = stored ?? decodeStoredTask(row.data, row.id).status;
+    if (row.run_value === null && status === row.status) return row.data;
     return withRun(
-      // A document in another layout (or damaged) has no status we read: it is decoded.
-      { id: row.id as TaskId, kind: row.kind, status: stored ?? row.status, data: row.data },
+      { id: row.id as TaskId, kind: row.kind, status, data: row.data },
       row.status,
       row.run_value === null
         ? undefined
