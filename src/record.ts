@@ -53,10 +53,17 @@ export type CompleteResult =
   | { readonly status: "done" }
   | { readonly status: "failed"; readonly error: CruxErr };
 
-/** The record a stored state is handed out as: task and last error decoded, with JSON views. */
-export function toRecord(state: TaskState): TaskRecord {
+/**
+ * The record a stored state is handed out as: task and last error decoded, with JSON views.
+ * `decode` is the schema's by default; a claim hands its handler documents of its own making
+ * (see decodeOwnTask).
+ */
+export function toRecord(
+  state: TaskState,
+  decode: (document: string, id: string) => Task = decodeStoredTask,
+): TaskRecord {
   return {
-    task: viewTask(decodeStoredTask(state.data, state.id)),
+    task: viewTask(decode(state.data, state.id)),
     priority: state.priority,
     runAt: state.runAt,
     runs: state.runs,

@@ -84,6 +84,7 @@ import type {
 import { Wakeup } from "./wakeup.js";
 import {
   checkCrux,
+  decodeOwnTask,
   decodeStoredCruxErr,
   decodeStoredTask,
   jsonTextAt,
@@ -317,7 +318,7 @@ export class TaskRegistry {
   /** The record of a task just claimed; undefined when it did not decode and was given back. */
   async #claimedRecord(state: TaskState, now: number): Promise<ClaimedTask | undefined> {
     try {
-      return toRecord(state) as ClaimedTask;
+      return toRecord(state, decodeOwnTask) as ClaimedTask;
     } catch (error) {
       if (!hasErrorCode(error, "SERIALIZATION")) throw error;
       const token = (state.lease as Lease).token;
@@ -493,7 +494,7 @@ export class TaskRegistry {
     const given = optionsObject(options, ["owner"]).owner;
     const owner = given === undefined ? undefined : checkOwner(given);
     const states = await this.#reclaim(checkKinds(kinds), this.#now(), owner);
-    return states.filter((s) => s.status === "pending").map(toRecord);
+    return states.filter((s) => s.status === "pending").map((s) => toRecord(s));
   }
 
   /**

@@ -147,6 +147,32 @@ export function statusOf(document: string): TaskStatus | undefined {
 
 const STATUS_HEAD = ["id", "kind", "status"] as const;
 
+/** Where each member of a task document laid out as our writer lays it out is. */
+export interface TaskLayout {
+  readonly id: Range;
+  readonly kind: Range;
+  readonly status: Range;
+  readonly input: Range;
+  readonly checkpoint: Range;
+  readonly attempts: Range;
+}
+
+/** The members of a task document laid out exactly as our writer lays it out, or undefined. */
+export function taskLayout(document: string): TaskLayout | undefined {
+  try {
+    const head = members(document, 0, TASK_HEAD_KEYS);
+    if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
+    const start = head.end + CHECKPOINT_KEY.length;
+    const end = skipValue(document, start);
+    const tail = document.slice(end);
+    if (!ATTEMPTS_TAIL.test(tail)) return undefined;
+    const attempts = { start: end + ',"attempts":'.length, end: document.length - 1 };
+    return { ...head.values, checkpoint: { start, end }, attempts };
+  } catch {
+    return undefined;
+  }
+}
+
 /** What putSteps made: the new document, or the first step that would leave a gap. */
 export type PutSteps =
   | { readonly data: string; readonly gap?: undefined }
