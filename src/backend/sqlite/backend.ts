@@ -38,7 +38,7 @@ import { changeEach, quarantinedError } from "../quarantine.js";
 import { SqliteConnection } from "./connection.js";
 import type { BetterSqlite3Database } from "./database.js";
 import { toRegistryError } from "./errors.js";
-import type { SqliteBackendOptions } from "./open.js";
+import type { SqliteBackendOptions } from "./options.js";
 import {
   type Columns,
   documentOf,

@@ -11,7 +11,8 @@ import { BackgroundCheckpointer } from "./checkpointer.js";
 import type { BetterSqlite3Database } from "./database.js";
 import { busyTimeoutError, isBusy, retryWhileBusy, toRegistryError, translated } from "./errors.js";
 import { GroupCommit } from "./group-commit.js";
-import { type OpenedDatabase, openDatabase, type SqliteBackendOptions } from "./open.js";
+import { type OpenedDatabase, openDatabase } from "./open.js";
+import type { SqliteBackendOptions } from "./options.js";
 import { WalSync } from "./wal-sync.js";
 
 /** Commits after which a connection hands its WAL checkpoints to a background thread. */

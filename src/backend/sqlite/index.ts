@@ -4,4 +4,4 @@
  */
 export { SqliteBackend } from "./backend.js";
 export type { BetterSqlite3Database } from "./database.js";
-export { DURABILITY_MODES, type Durability, type SqliteBackendOptions } from "./open.js";
+export { DURABILITY_MODES, type Durability, type SqliteBackendOptions } from "./options.js";

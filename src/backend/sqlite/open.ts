@@ -11,24 +11,8 @@ import { ReadOnlyError, SchemaVersionError } from "../../errors.js";
 import { validate } from "../../wire/codec.js";
 import type { BetterSqlite3Database } from "./database.js";
 import { retryWhileBusy, toRegistryError } from "./errors.js";
+import { DURABILITY_MODES, type Durability, type SqliteBackendOptions } from "./options.js";
 import { kyselyFor, MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from "./tables.js";
-
-export const DURABILITY_MODES = ["full", "normal"] as const;
-export type Durability = (typeof DURABILITY_MODES)[number];
-
-export interface SqliteBackendOptions {
-  /**
-   * `full` (default): every resolved write has been fsynced, so it survives power loss. The
-   * fsync runs off the event loop, after the commit: other connections may read a write a
-   * moment before it resolves.
-   * `normal`: writes survive a crash of the process; the last ones may roll back on power loss.
-   */
-  readonly durability?: Durability;
-  /** How long a write waits for another connection's lock before a BusyError. Default 10 s. */
-  readonly busyTimeoutMs?: number;
-  /** Open without writing anything; every write fails with a ReadOnlyError. */
-  readonly readOnly?: boolean;
-}
 
 const backendOptionsSchema = z.object({
   durability: z.enum(DURABILITY_MODES).default("full"),

@@ -123,9 +123,11 @@ export function prepareStatements(db: Database.Database) {
     .returning("kind");
   const runColumns = Object.fromEntries(RUN_COLUMNS.map((name) => [name, null]));
 
+  // Prepared once: db.pragma() prepares its statement on every call, and idle workers ask often.
+  // Typed by its one use: the emitted declarations cannot name better-sqlite3's Statement.
+  const dataVersion: { get(): unknown } = db.prepare("PRAGMA data_version").pluck();
   return {
-    // Prepared once: db.pragma() prepares its statement on every call, and idle workers ask often.
-    dataVersion: db.prepare("PRAGMA data_version").pluck(),
+    dataVersion,
     read: prepare<{ id: string }, StoredRow>(
       stored.select("quarantined_at").where("id", "=", param<string>("id")),
     ),
