@@ -221,11 +221,6 @@ export class MemoryBackend implements RegistryBackend {
     return next;
   }
 
-  async changeVersion(): Promise<number> {
-    this.#assertOpen();
-    return 0; // no other connection can change this store
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
   }

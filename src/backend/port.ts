@@ -119,6 +119,21 @@ export interface SweepFilter {
 /** Kinds a worker takes: `[]` means every kind. */
 export type KindFilter = readonly string[];
 
+/** How a backend tells that another connection may have committed. */
+export interface ChangeFeed {
+  /**
+   * A number that changes whenever another connection commits; a change for any other reason
+   * only costs the worker a look for work.
+   */
+  version(): Promise<number>;
+  /**
+   * Optional: call `listener` soon after another connection may have committed, so an idle
+   * worker need not wait for its next look at `version()`. Spurious calls are fine. Returns
+   * the function that stops listening.
+   */
+  watch?(listener: () => void): () => void;
+}
+
 export interface RegistryBackend {
   /** The stored document, or undefined when there is no such task. */
   get(id: TaskId): Promise<string | undefined>;
@@ -205,14 +220,11 @@ export interface RegistryBackend {
    * tasks do not count.
    */
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
-  /** A number that changes when another connection commits (SQLite: `PRAGMA data_version`). */
-  changeVersion(): Promise<number>;
   /**
-   * Optional: call `listener` soon after any connection may have committed (SQLite: the WAL
-   * file changed), so an idle worker need not wait for its next changeVersion poll. Spurious
-   * calls are fine. Returns the function that stops listening.
+   * Present when other connections (other processes) can commit to this store: idle workers
+   * watch it to learn of work submitted elsewhere. A backend without it is never polled.
    */
-  watchChanges?(listener: () => void): () => void;
+  readonly changes?: ChangeFeed;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
   close(): Promise<void>;
 }

@@ -45,6 +45,7 @@ import type {
   AppendResult,
   Batch,
   Change,
+  ChangeFeed,
   KindFilter,
   Quarantined,
   RegistryBackend,
@@ -435,12 +436,16 @@ export class SqliteBackend implements RegistryBackend {
     });
   }
 
-  changeVersion(): Promise<number> {
-    return this.#run("changeVersion", () => this.#sql.dataVersion.get() as number);
-  }
+  /**
+   * `PRAGMA data_version` moves when another connection commits; the WAL file, which every
+   * commit of any process writes to, is watched (inotify on Linux) to look at it at once.
+   */
+  readonly changes: ChangeFeed = {
+    version: () => this.#run("changes.version", () => this.#sql.dataVersion.get() as number),
+    watch: (listener) => this.#watchChanges(listener),
+  };
 
-  /** Watches the WAL file, which every commit of any process writes to (inotify on Linux). */
-  watchChanges(listener: () => void): () => void {
+  #watchChanges(listener: () => void): () => void {
     if (this.#watcher === undefined && this.#walPath !== undefined && !this.#closed) {
       try {
         this.#watcher = watch(this.#walPath, { persistent: false }, () => {
