@@ -221,8 +221,9 @@ export interface RegistryBackend {
    */
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
   /**
-   * Present when other connections (other processes) can commit to this store: idle workers
-   * watch it to learn of work submitted elsewhere. A backend without it is never polled.
+   * How idle workers learn of commits by other connections (other processes): work submitted
+   * elsewhere. A backend no other connection can write to needs none, and one without it is
+   * never polled.
    */
   readonly changes?: ChangeFeed;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
