@@ -49,7 +49,7 @@ export class IdleWait {
   #timer: NodeJS.Timeout | undefined;
   /** Counts sleeps, so a version read during an earlier one cannot end a later one. */
   #sleeps = 0;
-  /** The version the sleep in progress compares with. */
+  /** The version the sleep in progress compares with; undefined unless it watches the feed. */
   #since: number | undefined;
   #unwatch: (() => void) | undefined;
   #poll: NodeJS.Timeout | undefined;
@@ -110,6 +110,7 @@ export class IdleWait {
     this.#reject = undefined;
     clearTimeout(this.#timer);
     clearTimeout(this.#poll);
+    this.#since = undefined;
     this.#local.off(this.#wake);
     this.#host.wakeup.off(this.#wake);
     this.#unwatch?.();
@@ -124,7 +125,7 @@ export class IdleWait {
    */
   async #checkVersion(): Promise<void> {
     const feed = this.#host.changes;
-    if (feed === undefined || this.#resolve === undefined) return;
+    if (feed === undefined || this.#since === undefined) return;
     if (this.#checking) {
       this.#checkAgain = true;
       return;
@@ -136,12 +137,12 @@ export class IdleWait {
         this.#checkAgain = false;
         const sleep = this.#sleeps;
         const version = await feed.version();
-        if (this.#resolve === undefined) return;
+        if (this.#since === undefined) return; // no sleep is watching the feed now
         if (sleep === this.#sleeps && version !== this.#since) return this.#end();
       } while (this.#checkAgain);
       this.#poll = setTimeout(this.#check, timerDelay(this.#options.changePollMs));
     } catch (error) {
-      this.#end(error);
+      if (this.#since !== undefined) this.#end(error);
     } finally {
       this.#checking = false;
     }

@@ -166,6 +166,35 @@ describe("IdleWait", () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it("a busy sleep after a watching one does not read the feed, even if a read was still on its way", async () => {
+    const feed = new TestFeed();
+    let release: () => void = () => undefined;
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const version = feed.version.bind(feed);
+    const { local, wait } = idle(feed);
+    const watching = track(wait.sleep(await wait.look(), false));
+    await vi.advanceTimersByTimeAsync(1); // asleep, watching
+    feed.version = async () => {
+      await slow;
+      return version();
+    };
+    feed.commit(true); // starts a read that waits for `slow`
+    local.notify();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(watching.state).toBe("resolved");
+    feed.version = version;
+    const busy = track(wait.sleep(await wait.look(), true));
+    const reads = feed.reads;
+    release();
+    feed.commit(true);
+    await vi.advanceTimersByTimeAsync(CHANGE_POLL_MS * 10);
+    expect(busy.state).toBe("pending");
+    expect(feed.reads).toBe(reads + 1); // the read that was on its way, and no other
+    expect(vi.getTimerCount()).toBe(1); // the poll interval's
+  });
+
   it("without a change feed, it reads nothing and sets one timer: the poll interval's", async () => {
     const { wait } = idle();
     const sleep = track(wait.sleep(await wait.look(), false));
