@@ -5,18 +5,13 @@
  * backend's change feed: a backend without one is never polled), and the next task falling
  * due or lease expiring.
  */
-import type { ChangeFeed, KindFilter } from "../backend/port.js";
+import type { KindFilter } from "../backend/port.js";
 import { timerDelay } from "../timers.js";
 import type { Wakeup } from "../wakeup.js";
+import type { WorkerHost } from "./host.js";
 
 /** What an idle wait needs of the registry. */
-export interface IdleHost {
-  /** Notified when work becomes due in this process. */
-  readonly wakeup: Wakeup;
-  readonly changes: ChangeFeed | undefined;
-  now(): number;
-  nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
-}
+export type IdleHost = Pick<WorkerHost, "wakeup" | "changes" | "now" | "nextWakeAt">;
 
 export interface IdleOptions {
   /** Longest sleep. */
