@@ -106,6 +106,7 @@ import {
   type TaskStatus,
   taskSchema,
 } from "./wire/schema.js";
+import type { StepEntry, WorkerHost } from "./worker/host.js";
 import {
   type StopOptions,
   stopTimeoutMs,
@@ -278,19 +279,25 @@ export class TaskRegistry {
     kinds: string | readonly string[],
     options: ClaimOptions & { readonly limit: number },
   ): Promise<ClaimedTask[]> {
-    return this.#claim(checkKinds(kinds), options, true);
-  }
-
-  /** claimMany(); `takeOver: false` skips expired leases, for a caller that just swept them. */
-  async #claim(
-    filter: KindFilter,
-    options: ClaimOptions & { readonly limit: number },
-    takeOver: boolean,
-  ): Promise<ClaimedTask[]> {
+    const filter = checkKinds(kinds);
     const given = optionsObject(options, ["owner", "leaseMs", "limit"]);
     const owner = checkLeaseOwner(given.owner);
     const leaseMs = checkLeaseMs(given.leaseMs);
     const limit = positiveInteger(given.limit, "$.limit");
+    return this.#claim(filter, owner, leaseMs, limit, true);
+  }
+
+  /**
+   * claimMany() with its arguments checked; `takeOver: false` skips expired leases, for a
+   * caller that just swept them.
+   */
+  async #claim(
+    filter: KindFilter,
+    owner: string,
+    leaseMs: number,
+    limit: number,
+    takeOver: boolean,
+  ): Promise<ClaimedTask[]> {
     const now = this.#now();
     if (takeOver) await this.#reclaim(filter, now);
     const lease = { owner, now, expiresAt: now + leaseMs };
@@ -335,8 +342,12 @@ export class TaskRegistry {
     options: { leaseMs?: number } = {},
   ): Promise<HeartbeatResult> {
     const leaseMs = checkLeaseMs(optionsObject(options, ["leaseMs"]).leaseMs);
+    return this.#heartbeat(checkTaskId(id), checkToken(token), leaseMs);
+  }
+
+  async #heartbeat(id: TaskId, token: string, leaseMs: number): Promise<HeartbeatResult> {
     const now = this.#now();
-    const state = await this.#update(id, (s) => heartbeatTask(s, checkToken(token), leaseMs, now));
+    const state = await this.#backend.update(id, (s) => heartbeatTask(s, token, leaseMs, now));
     return { expiresAt: state.lease?.expiresAt ?? now, cancelRequested: state.cancelRequested };
   }
 
@@ -346,16 +357,18 @@ export class TaskRegistry {
    * `failed` event): the result says which.
    */
   async complete(id: string, token: string, value: unknown = null): Promise<CompleteResult> {
-    const taskId = checkTaskId(id);
-    const lease = checkToken(token);
+    return this.#complete(checkTaskId(id), checkToken(token), value);
+  }
+
+  async #complete(id: TaskId, token: string, value: unknown): Promise<CompleteResult> {
     // Encoded before the write: the backend's transaction holds only the write itself.
     const valueText = jsonTextAt(value, "$.value", DEPTH.result);
-    const end = await this.#backend.complete(taskId, lease, valueText, this.#now());
+    const end = await this.#backend.complete(id, token, valueText, this.#now());
     if (end.status === "done") {
-      this.#events.emit("completed", { id: taskId, kind: end.kind });
+      this.#events.emit("completed", { id, kind: end.kind });
       return { status: "done" };
     }
-    return { status: "failed", error: this.#afterFailure({ id: taskId, ...end }) };
+    return { status: "failed", error: this.#afterFailure({ id, ...end }) };
   }
 
   /**
@@ -371,12 +384,15 @@ export class TaskRegistry {
   ): Promise<FailResult> {
     const err = toCruxErr(error);
     const final = optionsObject(options, ["final"]).final === true;
+    return this.#fail(checkTaskId(id), checkToken(token), err, final);
+  }
+
+  async #fail(id: TaskId, token: string, err: CruxErr, final: boolean): Promise<FailResult> {
     const now = this.#now();
-    const state = await this.#update(
+    const state = await this.#backend.update(
       id,
       withinBudget(
-        (s) =>
-          failTask(s, checkToken(token), err, now, final ? null : now + this.#retryDelay(s.runs)),
+        (s) => failTask(s, token, err, now, final ? null : now + this.#retryDelay(s.runs)),
         "$.error",
       ),
     );
@@ -386,8 +402,12 @@ export class TaskRegistry {
 
   /** Give a running task back unfinished (shutting down); it is due again at once. */
   async release(id: string, token: string): Promise<void> {
+    return this.#release(checkTaskId(id), checkToken(token));
+  }
+
+  async #release(id: TaskId, token: string): Promise<void> {
     const now = this.#now();
-    await this.#update(id, (s) => releaseTask(s, checkToken(token), now));
+    await this.#backend.update(id, (s) => releaseTask(s, token, now));
     this.#wakeup.notify();
   }
 
@@ -401,21 +421,12 @@ export class TaskRegistry {
   }
 
   /** Persist several steps of a running task in one transaction; see recordStep. */
-  async recordSteps(
-    id: string,
-    token: string,
-    entries: readonly {
-      readonly ordinal: number;
-      readonly step: Step;
-      /** Recorded again from the checkpoint: its `step` event was emitted when it replayed. */
-      readonly replayed?: boolean;
-    }[],
-  ): Promise<StepResult> {
+  async recordSteps(id: string, token: string, entries: readonly StepEntry[]): Promise<StepResult> {
     const taskId = checkTaskId(id);
     const lease = checkToken(token);
     const items = arrayItems(entries, "$.steps", "expected an array of { ordinal, step }");
     const valid = items.map((entry, i) => {
-      const path = items.length === 1 ? "$.step" : `$.steps[${i}]`;
+      const path = stepPath(items.length, i);
       const { ordinal, step, replayed } = optionsObject(
         (entry ?? null) as (typeof entries)[number],
         ["ordinal", "step", "replayed"],
@@ -425,13 +436,17 @@ export class TaskRegistry {
       if (!Number.isSafeInteger(ordinal) || (ordinal as number) < 0) {
         throw new ValidationError("$.ordinal", "expected a non-negative integer");
       }
-      return {
-        ordinal: ordinal as number,
-        step: validate(stepSchema, step, path),
-        path,
-        replayed: replayed === true,
-      };
+      return validEntry({ ordinal: ordinal as number, step, replayed }, path);
     });
+    return this.#recordSteps(taskId, lease, valid);
+  }
+
+  /** recordSteps(), its arguments checked and its steps validated. */
+  async #recordSteps(
+    taskId: TaskId,
+    lease: string,
+    valid: readonly (StepEntry & { readonly path: string; readonly replayed: boolean })[],
+  ): Promise<StepResult> {
     const rows = valid.map(({ ordinal, step, path }) => ({
       ordinal,
       data: writeStep(step, path),
@@ -565,16 +580,46 @@ export class TaskRegistry {
     if (typeof handler !== "function") {
       throw new ValidationError("$.handler", "expected a function (task, ctx) => result");
     }
-    const worker = new Worker(this, checkKinds(kinds), handler as WorkHandler<never>, options, {
-      backend: this.#backend,
-      events: this.#events,
-      wakeup: this.#wakeup,
-      stopped: (stopped) => this.#workers.delete(stopped),
-      // A worker sweeps expired leases each round just before it claims.
-      claimSwept: (filter, claimOptions) => this.#claim(filter, claimOptions, false),
-    });
+    const worker: Worker = new Worker(
+      this.#workerHost(),
+      checkKinds(kinds),
+      handler as WorkHandler<never>,
+      options,
+      () => this.#workers.delete(worker),
+    );
     this.#workers.add(worker);
     return worker;
+  }
+
+  /**
+   * What a worker needs of the registry: its own calls, which hold values already checked (an
+   * id and token from a claim, the worker's checked options), skip the public methods' checks.
+   */
+  #workerHost(): WorkerHost {
+    return {
+      events: this.#events,
+      wakeup: this.#wakeup,
+      changes: this.#backend.changes,
+      now: () => this.#now(),
+      recover: async (kinds) => {
+        await this.#reclaim(kinds, this.#now());
+      },
+      // A worker sweeps expired leases each round just before it claims.
+      claim: (kinds, owner, leaseMs, limit) => this.#claim(kinds, owner, leaseMs, limit, false),
+      heartbeat: (id, token, leaseMs) => this.#heartbeat(id, token, leaseMs),
+      // What the handler gave is checked, as complete() and fail() check it (the value where
+      // it is encoded).
+      complete: (id, token, value) => this.#complete(id, token, value),
+      fail: async (id, token, error, final) => this.#fail(id, token, toCruxErr(error), final),
+      release: (id, token) => this.#release(id, token),
+      recordSteps: async (id, token, entries) =>
+        this.#recordSteps(
+          id,
+          token,
+          entries.map((entry, i) => validEntry(entry, stepPath(entries.length, i))),
+        ),
+      nextWakeAt: (kinds, after) => this.#backend.nextWakeAt(kinds, after),
+    };
   }
 
   /** Subscribe to an in-process event; returns the function that unsubscribes. */
@@ -703,6 +748,20 @@ export class TaskRegistry {
     }
     throw new ConflictError(id);
   }
+}
+
+/** Where a step entry is named in a ValidationError: `$.step` if it is the only one. */
+function stepPath(count: number, index: number): string {
+  return count === 1 ? "$.step" : `$.steps[${index}]`;
+}
+
+/** A step entry, its step validated at `path`. */
+function validEntry(
+  entry: { readonly ordinal: number; readonly step: unknown; readonly replayed?: unknown },
+  path: string,
+): StepEntry & { readonly path: string; readonly replayed: boolean } {
+  const step = validate(stepSchema, entry.step, path);
+  return { ordinal: entry.ordinal, step, path, replayed: entry.replayed === true };
 }
 
 /**

@@ -1,40 +1,55 @@
 import { timerDelay } from "./timers.js";
 
 /**
- * A level-triggered wake-up for idle workers: `notify()` before `wait()` is not lost, and one
- * notify releases every waiter. Waiting costs nothing while no one notifies.
+ * A level-triggered wake-up for idle workers: `notify()` before anyone listens is not lost
+ * (the next listener takes it), and one notify wakes every listener. Listening costs nothing
+ * while no one notifies, and a listener is a plain function: an idle round that listens to
+ * several of these builds no AbortSignal to stop listening to the rest.
  */
 export class Wakeup {
   #notified = false;
-  #waiters = new Set<() => void>();
+  #listeners = new Set<() => void>();
 
   notify(): void {
-    this.#notified = true;
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
+    if (this.#listeners.size === 0) {
+      this.#notified = true;
+      return;
+    }
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    for (const wake of listeners) wake();
   }
 
   /**
-   * Resolves on the next notify (or at once if one came since the last wait), or after `ms`
-   * (at most 2^31−1: a longer wait ends then, and the caller looks again).
+   * True, taking it, if a notify came since the last was taken; else `wake` is called once, at
+   * the next notify, unless `off(wake)` comes first.
    */
-  wait(ms: number, signal?: AbortSignal): Promise<void> {
-    if (this.#notified || signal?.aborted) {
+  listen(wake: () => void): boolean {
+    if (this.#notified) {
       this.#notified = false;
-      return Promise.resolve();
+      return true;
     }
+    this.#listeners.add(wake);
+    return false;
+  }
+
+  off(wake: () => void): void {
+    this.#listeners.delete(wake);
+  }
+
+  /**
+   * Resolves on the next notify (or at once if one came since the last was taken), or after
+   * `ms` (at most 2^31−1: a longer wait ends then, and the caller looks again).
+   */
+  wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        this.#waiters.delete(done);
-        this.#notified = false;
+        this.off(done);
         resolve();
       };
       const timer = setTimeout(done, timerDelay(ms));
-      signal?.addEventListener("abort", done, { once: true });
-      this.#waiters.add(done);
+      if (this.listen(done)) done();
     });
   }
 }

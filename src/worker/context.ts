@@ -6,14 +6,13 @@
 
 import { jsonValue, optionsObject } from "../arguments.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
-import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
 import { checkText, DEPTH, MAX_STEP_NAME_LENGTH } from "../limits.js";
 import type { ClaimedTask, StepResult } from "../record.js";
-import type { TaskRegistry } from "../registry.js";
 import { contentHash, identityHash } from "../wire/hash.js";
 import type { Json } from "../wire/json.js";
 import type { CruxErr, Step } from "../wire/schema.js";
+import type { StepEntry, WorkerHost } from "./host.js";
 import { ReplayCache, type ReplayMode } from "./replay.js";
 import { asError } from "./thrown.js";
 
@@ -77,18 +76,16 @@ export class WorkContext<I = Json> {
   /** The claimed task and its lease. */
   readonly claimed: ClaimedTask;
 
-  readonly #registry: TaskRegistry;
-  readonly #events: RegistryEventEmitter;
+  readonly #host: Pick<WorkerHost, "events" | "recordSteps">;
   readonly #replay: ReplayCache;
   readonly #cancel: () => void;
   readonly #abort: { readonly signal: AbortSignal };
   #ordinal = 0;
   /** Replayed steps, recorded again (attempt 0) with the next write rather than one by one. */
-  #replayed: { ordinal: number; step: Step; replayed: true }[] = [];
+  #replayed: StepEntry[] = [];
 
   constructor(
-    registry: TaskRegistry,
-    events: RegistryEventEmitter,
+    host: Pick<WorkerHost, "events" | "recordSteps">,
     claimed: ClaimedTask,
     control: RunControl,
     mode: ReplayMode,
@@ -97,8 +94,7 @@ export class WorkContext<I = Json> {
     this.input = claimed.task.input as I;
     this.#abort = control.abort;
     this.#cancel = control.cancel;
-    this.#registry = registry;
-    this.#events = events;
+    this.#host = host;
     this.#replay = new ReplayCache(claimed.task.checkpoint?.steps ?? [], mode);
   }
 
@@ -131,7 +127,7 @@ export class WorkContext<I = Json> {
         step: { ...cached, input_hash: inputHash, attempt: 0, duration_ms: 0 },
         replayed: true,
       });
-      this.#events.emit("step", { id: this.claimed.task.id, name, ordinal, replayed: true });
+      this.#host.events.emit("step", { id: this.claimed.task.id, name, ordinal, replayed: true });
       return cached.output as Awaited<T>;
     }
     const startedMs = Date.now();
@@ -183,11 +179,7 @@ export class WorkContext<I = Json> {
   async #persist(live?: { ordinal: number; step: Step }): Promise<void> {
     const entries = live === undefined ? this.#replayed : [...this.#replayed, live];
     const { id } = this.claimed.task;
-    const result: StepResult = await this.#registry.recordSteps(
-      id,
-      this.claimed.lease.token,
-      entries,
-    );
+    const result: StepResult = await this.#host.recordSteps(id, this.claimed.lease.token, entries);
     this.#replayed = [];
     if (result.cancelRequested) this.#cancel();
   }

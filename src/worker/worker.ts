@@ -1,24 +1,22 @@
 /**
  * A worker loop: claim due tasks of some kinds, run the handler with durable steps, keep the
- * lease alive with heartbeats, and complete or fail the run. Idle, it sleeps until work is
- * submitted in this process, another process commits, a delayed task falls due, or the poll
- * interval passes (when expired leases are swept) — never a hot loop.
+ * lease alive with heartbeats, and complete or fail the run. Idle, it sleeps (idle.ts) until
+ * there may be something to do — never a hot loop.
  */
 import { hostname } from "node:os";
 import { checkLeaseMs, checkLeaseOwner, integerAtLeast, optionsObject } from "../arguments.js";
-import type { RegistryBackend } from "../backend/port.js";
 import { hasErrorCode, ValidationError } from "../errors.js";
-import type { RegistryEventEmitter } from "../events.js";
 import { CruxFailure } from "../failure.js";
-import type { ClaimOptions } from "../options.js";
 import type { ClaimedTask } from "../record.js";
-import type { TaskRegistry } from "../registry.js";
 import type { KindFilter } from "../task-state.js";
 import { checkTimerMs } from "../timers.js";
 import { Wakeup } from "../wakeup.js";
 import type { Json } from "../wire/json.js";
 import type { Task } from "../wire/schema.js";
 import { failsForGood, finalFailure, WorkContext } from "./context.js";
+import { Heartbeats } from "./heartbeats.js";
+import type { WorkerHost } from "./host.js";
+import { IdleWait } from "./idle.js";
 import { LazyAbortController } from "./lazy-abort.js";
 import { REPLAY_MODES, type ReplayMode } from "./replay.js";
 import { asError } from "./thrown.js";
@@ -36,8 +34,9 @@ export interface WorkOptions {
   /** Longest idle sleep: expired leases are swept at least this often. Default 1 s. */
   readonly pollIntervalMs?: number;
   /**
-   * How often an idle worker checks whether another process committed, when the backend
-   * cannot tell it at once (SQLite watches its WAL file). Default 5 ms.
+   * How often an idle worker checks whether another process committed, besides the backend's
+   * watch (SQLite watches its WAL file). Default 5 ms. Unused on a backend without a change
+   * feed (memory), which no other process can change.
    */
   readonly changePollMs?: number;
   /** Lease owner name. Default `host:pid:random`. */
@@ -64,56 +63,43 @@ export function stopTimeoutMs(options: StopOptions | undefined): number {
   return timeoutMs === undefined ? 10_000 : checkTimerMs(timeoutMs, 0, "$.timeoutMs");
 }
 
-interface WorkerInternals {
-  readonly backend: RegistryBackend;
-  readonly events: RegistryEventEmitter;
-  readonly wakeup: Wakeup;
-  /** Told once the worker has stopped. */
-  readonly stopped: (worker: Worker) => void;
-  /** claimMany() without its takeover of expired leases: the round's recover() just did that. */
-  readonly claimSwept: (
-    kinds: KindFilter,
-    options: ClaimOptions & { readonly limit: number },
-  ) => Promise<ClaimedTask[]>;
-}
-
 interface Run {
   readonly claimed: ClaimedTask;
   readonly controller: LazyAbortController;
   /** Given back by stop(): the handler's outcome no longer matters. */
   released: boolean;
-  /** The heartbeat timer, cleared when the run ends or is released. */
-  beat?: NodeJS.Timeout;
   done: Promise<void>;
 }
 
 export class Worker {
   readonly owner: string;
-  readonly #registry: TaskRegistry;
+  readonly #host: WorkerHost;
   readonly #kinds: KindFilter;
   readonly #handler: WorkHandler<never>;
-  readonly #internals: WorkerInternals;
+  /** Told once the worker has stopped. */
+  readonly #whenStopped: () => void;
   readonly #concurrency: number;
   readonly #leaseMs: number;
-  readonly #heartbeatMs: number;
   readonly #pollIntervalMs: number;
-  readonly #changePollMs: number;
   readonly #replay: ReplayMode;
   readonly #onError: (error: unknown) => void;
   readonly #runs = new Map<string, Run>();
+  readonly #heartbeats: Heartbeats<Run>;
   /** Wakes the loop when a run ends or stop() is called. */
   readonly #local = new Wakeup();
-  readonly #stopping = new AbortController();
+  readonly #idle: IdleWait;
+  #stopping = false;
   readonly #loop: Promise<void>;
   readonly #unsubscribe: () => void;
   #stopped: Promise<void> | undefined;
 
+  /** Made by TaskRegistry.work(), which gives it the registry's host side. */
   constructor(
-    registry: TaskRegistry,
+    host: WorkerHost,
     kinds: KindFilter,
     handler: WorkHandler<never>,
     given: WorkOptions,
-    internals: WorkerInternals,
+    whenStopped: () => void,
   ) {
     const options = optionsObject(given, [
       "concurrency",
@@ -126,23 +112,23 @@ export class Worker {
       "replay",
       "onError",
     ]);
-    this.#registry = registry;
+    this.#host = host;
     this.#kinds = kinds;
     this.#handler = handler;
-    this.#internals = internals;
+    this.#whenStopped = whenStopped;
     const option = (value: number | undefined, fallback: number, min: number, name: string) =>
       value === undefined ? fallback : integerAtLeast(value, min, `$.${name}`);
     const timer = (value: number | undefined, fallback: number, name: string) =>
       value === undefined ? fallback : checkTimerMs(value, 1, `$.${name}`);
     this.#concurrency = option(options.concurrency, 1, 1, "concurrency");
     this.#leaseMs = checkLeaseMs(options.leaseMs);
-    this.#heartbeatMs = timer(
+    const heartbeatMs = timer(
       options.heartbeatMs,
       Math.max(1, Math.floor(this.#leaseMs / 3)),
       "heartbeatMs",
     );
     this.#pollIntervalMs = timer(options.pollIntervalMs, 1000, "pollIntervalMs");
-    this.#changePollMs = timer(options.changePollMs, 5, "changePollMs");
+    const changePollMs = timer(options.changePollMs, 5, "changePollMs");
     this.#replay = options.replay ?? "strict";
     if (!REPLAY_MODES.includes(this.#replay)) {
       throw new ValidationError("$.replay", `expected one of ${REPLAY_MODES.join(", ")}`);
@@ -161,10 +147,17 @@ export class Worker {
     options.signal?.addEventListener("abort", () => void this.stop(), { once: true });
     // cancel() in this process reaches the run at once; from another process, at the run's
     // next step write or heartbeat.
-    this.#unsubscribe = internals.events.on("cancelled", ({ id, wasRunning }) => {
+    this.#unsubscribe = host.events.on("cancelled", ({ id, wasRunning }) => {
       const run = this.#runs.get(id);
       if (run !== undefined && wasRunning) cancelRun(run);
     });
+    this.#heartbeats = new Heartbeats(heartbeatMs, (run) => void this.#heartbeat(run));
+    this.#idle = new IdleWait(
+      host,
+      kinds,
+      { pollIntervalMs: this.#pollIntervalMs, changePollMs },
+      this.#local,
+    );
     this.#loop = this.#run();
   }
 
@@ -185,7 +178,7 @@ export class Worker {
   }
 
   async #shutdown(timeoutMs: number): Promise<void> {
-    this.#stopping.abort();
+    this.#stopping = true;
     this.#local.notify();
     await this.#loop;
     const runs = [...this.#runs.values()];
@@ -200,20 +193,18 @@ export class Worker {
         run.released = true;
         // A handler that ignores its signal may never return: its heartbeat must not keep
         // the process alive.
-        clearInterval(run.beat);
+        this.#heartbeats.stop(run);
         run.controller.abort(new CruxFailure({ kind: "cancelled", reason: "the worker stopped" }));
-        await this.#registry
-          .release(run.claimed.task.id, run.claimed.lease.token)
-          .catch((error) => {
-            // A closed backend was reported once (#stopIfClosed); the lease expires by itself.
-            if (!hasErrorCode(error, "LEASE_LOST") && !hasErrorCode(error, "CLOSED")) {
-              this.#onError(error);
-            }
-          });
+        await this.#host.release(run.claimed.task.id, run.claimed.lease.token).catch((error) => {
+          // A closed backend was reported once (#stopIfClosed); the lease expires by itself.
+          if (!hasErrorCode(error, "LEASE_LOST") && !hasErrorCode(error, "CLOSED")) {
+            this.#onError(error);
+          }
+        });
       }),
     );
     this.#unsubscribe(); // only now: a run draining above can still be cancelled at once
-    this.#internals.stopped(this);
+    this.#whenStopped();
   }
 
   /**
@@ -232,75 +223,31 @@ export class Worker {
 
   async #run(): Promise<void> {
     let failures = 0;
-    while (!this.#stopping.signal.aborted) {
+    while (!this.#stopping) {
       try {
-        // Read before looking for work: a commit from now on, even one racing this round,
-        // changes it and wakes the idle wait below.
-        const version = (await this.#internals.backend.changes?.version()) ?? 0;
-        const lookedAt = this.#registry.now();
-        await this.#registry.recover(this.#kinds);
-        while (!this.#stopping.signal.aborted && this.#runs.size < this.#concurrency) {
+        const look = await this.#idle.look();
+        await this.#host.recover(this.#kinds);
+        while (!this.#stopping && this.#runs.size < this.#concurrency) {
           // Every free slot in one transaction.
-          const claimed = await this.#internals.claimSwept(this.#kinds, {
-            owner: this.owner,
-            leaseMs: this.#leaseMs,
-            limit: this.#concurrency - this.#runs.size,
-          });
+          const claimed = await this.#host.claim(
+            this.#kinds,
+            this.owner,
+            this.#leaseMs,
+            this.#concurrency - this.#runs.size,
+          );
           if (claimed.length === 0) break;
           for (const task of claimed) this.#start(task);
         }
-        if (this.#stopping.signal.aborted) break;
-        await this.#idle(lookedAt, version);
+        if (this.#stopping) break;
+        await this.#idle.sleep(look, this.#runs.size >= this.#concurrency);
         failures = 0;
       } catch (error) {
         if (this.#stopIfClosed(error)) break;
         this.#onError(error);
         failures++;
-        await this.#local.wait(
-          Math.min(this.#pollIntervalMs, 10 * 2 ** failures),
-          this.#stopping.signal,
-        );
+        // stop() notifies #local, which ends this wait too.
+        await this.#local.wait(Math.min(this.#pollIntervalMs, 10 * 2 ** failures));
       }
-    }
-  }
-
-  /**
-   * Sleep until there may be something to do: a run ends, work is submitted here, another
-   * process commits (the change version moves past `version`), a task falls due or a lease
-   * expires after `lookedAt` (when this round began), or the poll interval passes.
-   */
-  async #idle(lookedAt: number, version: number): Promise<void> {
-    const busy = this.#runs.size >= this.#concurrency;
-    const next = busy ? undefined : await this.#registry.nextWakeAt(this.#kinds, lookedAt);
-    const now = this.#registry.now();
-    const wakeAt = Math.min(now + this.#pollIntervalMs, next ?? Number.POSITIVE_INFINITY);
-    if (wakeAt <= now) return;
-    const stopWaiting = new AbortController();
-    const signal = AbortSignal.any([stopWaiting.signal, this.#stopping.signal]);
-    const waits = [this.#local.wait(wakeAt - now, signal)];
-    if (!busy) {
-      waits.push(
-        this.#internals.wakeup.wait(wakeAt - now, signal),
-        this.#watchOtherProcesses(version, signal),
-      );
-    }
-    await Promise.race(waits);
-    stopWaiting.abort(WOKEN); // a reason of our own: abort() would build a DOMException each time
-  }
-
-  /** Resolves when another connection has committed since `since` (maybe a submit), or on abort. */
-  async #watchOtherProcesses(since: number, signal: AbortSignal): Promise<void> {
-    const feed = this.#internals.backend.changes;
-    if (feed === undefined) return new Promise(() => {}); // nothing else can change the store
-    const maybeChanged = new Wakeup();
-    const unwatch = feed.watch?.(() => maybeChanged.notify());
-    try {
-      while (!signal.aborted) {
-        if ((await feed.version()) !== since) return;
-        await maybeChanged.wait(this.#changePollMs, signal);
-      }
-    } finally {
-      unwatch?.();
     }
   }
 
@@ -312,6 +259,7 @@ export class Worker {
       done: Promise.resolve(),
     };
     this.#runs.set(claimed.task.id, run);
+    this.#heartbeats.start(run);
     run.done = this.#execute(run).finally(() => {
       this.#runs.delete(claimed.task.id);
       this.#local.notify();
@@ -322,10 +270,8 @@ export class Worker {
     const { claimed, controller } = run;
     const { id } = claimed.task;
     const { token } = claimed.lease;
-    run.beat = setInterval(() => void this.#heartbeat(run), this.#heartbeatMs);
     const ctx = new WorkContext(
-      this.#registry,
-      this.#internals.events,
+      this.#host,
       claimed,
       { abort: controller, cancel: () => cancelRun(run) },
       this.#replay,
@@ -334,7 +280,7 @@ export class Worker {
       const value = await this.#handler(claimed.task, ctx as WorkContext<never>);
       if (run.released) return;
       await ctx.flush();
-      await this.#registry.complete(id, token, value ?? null).catch((error: unknown) => {
+      await this.#host.complete(id, token, value ?? null).catch((error: unknown) => {
         if (hasErrorCode(error, "VALIDATION")) {
           const message = `the handler's result cannot be stored: ${error.message}`;
           failsForGood(error, { kind: "step_failed", step: "", message });
@@ -349,14 +295,14 @@ export class Worker {
       const reason = controller.aborted ? controller.reason : (final ?? error);
       try {
         await ctx.flush();
-        await this.#registry.fail(id, token, reason, { final: final !== undefined });
+        await this.#host.fail(id, token, reason, final !== undefined);
       } catch (failError) {
         if (!hasErrorCode(failError, "LEASE_LOST") && !this.#stopIfClosed(failError)) {
           this.#onError(failError);
         }
       }
     } finally {
-      clearInterval(run.beat);
+      this.#heartbeats.stop(run);
     }
   }
 
@@ -364,9 +310,11 @@ export class Worker {
     if (run.controller.aborted) return;
     const { id } = run.claimed.task;
     try {
-      const { cancelRequested } = await this.#registry.heartbeat(id, run.claimed.lease.token, {
-        leaseMs: this.#leaseMs,
-      });
+      const { cancelRequested } = await this.#host.heartbeat(
+        id,
+        run.claimed.lease.token,
+        this.#leaseMs,
+      );
       if (cancelRequested) cancelRun(run);
     } catch (error) {
       if (hasErrorCode(error, "LEASE_LOST")) run.controller.abort(error);
@@ -386,9 +334,6 @@ function leaseLostOn(error: Error, id: string): boolean {
     Object.getOwnPropertyDescriptor(error, "taskId")?.value === id
   );
 }
-
-/** Why an idle wait's helpers are told to stop: it is over. */
-const WOKEN = Symbol("woken");
 
 /** Abort a run because cancel() was called; the reason given to cancel() ends up in its error. */
 function cancelRun(run: Run): void {

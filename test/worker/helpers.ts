@@ -4,7 +4,7 @@
  * backend wrapper that counts calls, and a harness that stops every worker and closes every
  * registry after each test.
  */
-import type { RegistryBackend } from "../../src/backend/port.js";
+import type { ChangeFeed, RegistryBackend } from "../../src/backend/port.js";
 import type { RegistryEventName, RegistryEvents } from "../../src/events.js";
 import { REGISTRY_EVENT_NAMES } from "../../src/events.js";
 import type { TaskRegistry } from "../../src/registry.js";
@@ -86,40 +86,49 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** A backend method, or one of its change feed's (`changes.version`). */
+export type Counted = keyof RegistryBackend | `changes.${keyof ChangeFeed}`;
+
 export interface CountingBackend {
   readonly backend: RegistryBackend;
   /** Calls of `method` since the last reset. */
-  calls(method: keyof RegistryBackend): number;
+  calls(method: Counted): number;
   reset(): void;
   /** Resolves once `method` has been called `times` times since the last reset. */
-  whenCalled(method: keyof RegistryBackend, times?: number, timeoutMs?: number): Promise<void>;
+  whenCalled(method: Counted, times?: number, timeoutMs?: number): Promise<void>;
 }
 
 /**
- * A Proxy over `inner` counting each method call (methods run on `inner`, for its #private
- * fields). Past `maxCalls` calls of one method since the last reset, calls reject: a worker
- * spinning on a backend whose promises settle as microtasks would otherwise starve every
- * timer, the test's own timeout included, and hang instead of failing.
+ * A Proxy over `inner` counting each method call, its change feed's included (methods run on
+ * `inner`, for its #private fields). Past `maxCalls` calls of one method since the last reset,
+ * calls reject: a worker spinning on a backend whose promises settle as microtasks would
+ * otherwise starve every timer, the test's own timeout included, and hang instead of failing.
  */
 export function countingBackend(inner: RegistryBackend, maxCalls = 5000): CountingBackend {
   const counts = new Map<string, number>();
   const waiters = new Set<() => void>();
-  const backend = new Proxy(inner, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== "function") return value;
-      return (...args: unknown[]) => {
-        const count = (counts.get(String(property)) ?? 0) + 1;
-        counts.set(String(property), count);
-        for (const check of [...waiters]) check();
-        if (count > maxCalls) {
-          return Promise.reject(new Error(`${String(property)} called over ${maxCalls} times`));
+  const counting = <T extends object>(target: T, prefix: string): T =>
+    new Proxy(target, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property, target);
+        const name = `${prefix}${String(property)}`;
+        if (name === "changes" && typeof value === "object" && value !== null) {
+          return counting(value, "changes.");
         }
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
-  const calls = (method: keyof RegistryBackend) => counts.get(method) ?? 0;
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          const count = (counts.get(name) ?? 0) + 1;
+          counts.set(name, count);
+          for (const check of [...waiters]) check();
+          if (count > maxCalls) {
+            return Promise.reject(new Error(`${name} called over ${maxCalls} times`));
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  const backend = counting(inner, "");
+  const calls = (method: Counted) => counts.get(method) ?? 0;
   return {
     backend,
     calls,

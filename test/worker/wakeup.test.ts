@@ -1,12 +1,13 @@
 /**
  * How an idle worker learns there is work: a submit in this process, a commit by another
- * process (PRAGMA data_version), a delayed task falling due, an expired lease; and that idling
- * is not a hot loop. Timeouts here are generous bounds against hanging, never speed claims;
+ * process (the SQLite adapter's change feed: PRAGMA data_version and a WAL watch), a delayed
+ * task falling due, an expired lease; and that idling is not a hot loop, nor polling at all
+ * on a backend without a change feed. Timeouts here are generous bounds against hanging, never speed claims;
  * `pollIntervalMs: 60_000` makes sure polling cannot explain a prompt claim.
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MemoryBackend } from "../../src/backend/memory.js";
 import type { Batch } from "../../src/backend/port.js";
 import { SqliteBackend } from "../../src/backend/sqlite/index.js";
@@ -33,8 +34,8 @@ describe.each(BACKENDS)("an idle worker on $name", (factory) => {
     const counting = countingBackend(await factory.open());
     const registry = h.track(new TaskRegistry(counting.backend));
     h.work(registry, "job", async () => "ok", { pollIntervalMs: NO_POLLING });
-    // Polling data_version means the loop is past its first claim and asleep.
-    await counting.whenCalled("changeVersion", 2);
+    // Asking when to wake means the loop is past its first claim and going to sleep.
+    await counting.whenCalled("nextWakeAt");
     const claimsWhileStarting = counting.calls("claim");
 
     const claimed = nextEvent(registry, "claimed", () => true, 2000);
@@ -60,7 +61,7 @@ describe.each(BACKENDS)("an idle worker on $name", (factory) => {
       },
       { pollIntervalMs: NO_POLLING, leaseMs: LEASE },
     );
-    await counting.whenCalled("changeVersion", 2);
+    await counting.whenCalled("nextWakeAt");
     counting.reset();
 
     const claimed = nextEvent(registry, "claimed", () => true, 5000);
@@ -82,12 +83,48 @@ describe("idle workers are not hot loops", () => {
     const registry = h.track(new TaskRegistry(counting.backend));
     const changePollMs = 5;
     h.work(registry, "job", async () => "ok", { changePollMs });
-    await counting.whenCalled("changeVersion", 2);
+    await counting.whenCalled("nextWakeAt");
     counting.reset();
     await sleep(500);
     expect(counting.calls("claim")).toBeLessThanOrEqual(5);
     expect(counting.calls("nextWakeAt")).toBeLessThanOrEqual(5);
-    expect(counting.calls("changeVersion")).toBeLessThanOrEqual(500 / changePollMs + 20);
+    expect(counting.backend.changes).toBeUndefined(); // nothing to poll
+  });
+
+  it("an idle worker on an empty SQLite file reads its change feed at most every changePollMs", async () => {
+    const counting = countingBackend(await SqliteBackend.open(tempDbPath()));
+    const registry = h.track(new TaskRegistry(counting.backend));
+    const changePollMs = 5;
+    h.work(registry, "job", async () => "ok", { changePollMs });
+    await counting.whenCalled("changes.version", 2);
+    counting.reset();
+    await sleep(500);
+    expect(counting.calls("claim")).toBeLessThanOrEqual(5);
+    expect(counting.calls("nextWakeAt")).toBeLessThanOrEqual(5);
+    expect(counting.calls("changes.version")).toBeLessThanOrEqual(500 / changePollMs + 20);
+  });
+
+  it("on a backend without a change feed, an idle worker sets no timer while it sleeps", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+    try {
+      const counting = countingBackend(new MemoryBackend());
+      const registry = h.track(new TaskRegistry(counting.backend));
+      h.work(registry, "job", async () => "ok", { pollIntervalMs: NO_POLLING, changePollMs: 5 });
+      await counting.whenCalled("nextWakeAt");
+      await vi.advanceTimersByTimeAsync(0); // into its sleep
+      const setTimeoutSpy = vi.spyOn(globalThis, "setTimeout");
+      const setIntervalSpy = vi.spyOn(globalThis, "setInterval");
+      counting.reset();
+      // A change poll would have run 11,000 times by then (changePollMs: 5).
+      await vi.advanceTimersByTimeAsync(NO_POLLING - 5000);
+      expect(setTimeoutSpy).not.toHaveBeenCalled();
+      expect(setIntervalSpy).not.toHaveBeenCalled();
+      expect(counting.calls("claim")).toBe(0);
+      expect(counting.calls("nextWakeAt")).toBe(0);
+      expect(vi.getTimerCount()).toBe(1); // its one sleep, until the poll interval
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("a due task of a kind the worker does not take does not make it spin (SQLite)", async () => {
@@ -196,7 +233,7 @@ describe("another process on the same SQLite file", () => {
     const counting = countingBackend(await SqliteBackend.open(path));
     const registry = h.track(new TaskRegistry(counting.backend));
     h.work(registry, "job", async (task) => task.input, { pollIntervalMs: NO_POLLING });
-    await counting.whenCalled("changeVersion", 2);
+    await counting.whenCalled("changes.version", 2);
 
     const claimed = nextEvent(registry, "claimed", () => true, 30_000);
     const completed = nextEvent(registry, "completed", () => true, 30_000);
@@ -206,6 +243,25 @@ describe("another process on the same SQLite file", () => {
     expect((await claimed).id).toBe(id);
     expect((await completed).id).toBe(id);
     expect((await registry.get(id)).checkpoint?.value).toEqual({ Ok: { from: "child" } });
+  });
+
+  it("with no change polling, the WAL watch alone wakes an idle worker for another process's submit", {
+    timeout: 60_000,
+  }, async () => {
+    const path = tempDbPath();
+    const counting = countingBackend(await SqliteBackend.open(path));
+    const registry = h.track(new TaskRegistry(counting.backend));
+    h.work(registry, "job", async (task) => task.input, {
+      pollIntervalMs: NO_POLLING,
+      changePollMs: NO_POLLING,
+    });
+    await counting.whenCalled("changes.watch");
+
+    const completed = nextEvent(registry, "completed", () => true, 30_000);
+    const child = startScript(CHILD, { path, mode: "submit", kind: "job" } satisfies ChildConfig);
+    const id = await child.line("submitted");
+    expect((await completed).id).toBe(id);
+    expect(h.errors).toEqual([]);
   });
 
   it("a task whose worker process was SIGKILLed mid-handler is reclaimed, replayed and completed", {

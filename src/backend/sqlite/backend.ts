@@ -67,7 +67,8 @@ export class SqliteBackend implements RegistryBackend {
   readonly #sql: Statements;
   readonly #walWatch: WalWatch;
   readonly #seqs = new Map<TaskId, number>();
-  readonly changes: ChangeFeed;
+  /** Only on a file: nothing else can write an in-memory database. */
+  readonly changes: ChangeFeed | undefined;
 
   private constructor(connection: SqliteConnection) {
     this.#connection = connection;
