@@ -182,7 +182,7 @@ export interface RegistryBackend {
    */
   nextWakeAt(kinds: KindFilter, after: number): Promise<number | undefined>;
   /** Present when other connections can change the store: see ChangeFeed. */
-  readonly changes?: ChangeFeed;
+  readonly changes?: ChangeFeed | undefined;
   /** Release the storage; later calls fail with a ClosedError. Idempotent. */
   close(): Promise<void>;
 }
