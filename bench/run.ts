@@ -151,6 +151,7 @@ async function main(): Promise<void> {
 
   const ctx: BenchContext = {
     quick: args.quick,
+    wants: (id) => args.only === null || args.only.has(id),
     log: (message) => process.stderr.write(`  ${message}\n`),
   };
   const started = performance.now();
