@@ -283,12 +283,17 @@ export interface Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
-/** `node --import tsx script '<config JSON>'`, with a `ready` / stdin line protocol. */
-export function startChild(script: string, config: unknown): Child {
-  const child = spawn(process.execPath, ["--import", "tsx", script, JSON.stringify(config)], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+/** `node [nodeArgs] --import tsx script '<config JSON>'`, with a `ready` / stdin line protocol. */
+export function startChild(
+  script: string,
+  config: unknown,
+  nodeArgs: readonly string[] = [],
+): Child {
+  const args = [...nodeArgs, "--import", "tsx", script, JSON.stringify(config)];
+  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
   children.add(child);
+  // A line sent as the child exits on its own fails with EPIPE; it had nothing left to read.
+  child.stdin.on("error", () => undefined);
   const lines: string[] = [];
   const listeners = new Set<(line: string) => void>();
   let stderr = "";
