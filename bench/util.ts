@@ -166,9 +166,15 @@ export function runQueueClock(): (() => number) | null {
     return null;
   }
   const buffer = Buffer.alloc(96);
+  // Parsed in place: W8 reads it at every tick of a busy loop, and garbage made there would be
+  // collected inside the windows it measures.
   const read = () => {
     const length = readSync(fd, buffer, 0, buffer.length, 0);
-    return Number(buffer.toString("latin1", 0, length).split(" ")[1]) / 1e6;
+    let i = buffer.indexOf(0x20) + 1;
+    if (i === 0) return Number.NaN;
+    let ns = 0;
+    for (; i < length && buffer[i] !== 0x20; i++) ns = ns * 10 + ((buffer[i] as number) - 0x30);
+    return ns / 1e6;
   };
   return Number.isFinite(read()) ? read : null;
 }

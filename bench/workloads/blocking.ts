@@ -30,6 +30,8 @@ import type { BlockingChildConfig, BlockingResult, Pause } from "./blocking-chil
 
 const CHILD = fileURLToPath(new URL("./blocking-child.ts", import.meta.url));
 const CHECKPOINT_BYTES = 64 * 1024;
+/** The target: p99 of the pauses at most this. */
+const BOUND_MS = 2;
 
 /** A Crux of 16 steps whose JSON (as the registry writes it) is exactly `bytes` long. */
 export function bigCrux(bytes: number): Crux {
@@ -95,7 +97,8 @@ export async function runBlocking(ctx: BenchContext): Promise<Row[]> {
       const p99 = percentile(own(result.registry), 99);
       const rawP99 = percentile(own(result.raw), 99);
       const idleP99 = percentile(own(result.idle), 99);
-      const summary = `registry p50 ${ms(median(own(result.registry)))}, max ${ms(Math.max(...own(result.registry)))}; raw p50 ${ms(median(own(result.raw)))}; an idle loop over as long a window (control) p99 ${ms(idleP99)}${idleP99 > 1 ? ": the machine stalls the loop by itself" : ""}`;
+      const moved = `${result.collectionsMoved} garbage collections outside the registry's windows counted for the write before them`;
+      const summary = `registry p50 ${ms(median(own(result.registry)))}, max ${ms(Math.max(...own(result.registry)))}; raw p50 ${ms(median(own(result.raw)))} (a synchronous driver blocks for the whole write, fsync included); an idle loop over as long a window (the control) p99 ${ms(idleP99)}${idleP99 > BOUND_MS ? `, above ${BOUND_MS} ms: the machine alone stalls the loop that long, so this run cannot tell whether the writes stay under it` : ""}`;
       const wallSummary = `by wall clock p99 ${ms(percentile(wall(result.registry), 99))} (raw ${ms(percentile(wall(result.raw), 99))})`;
       ctx.log(
         `W8 ${durability}: registry p99 ${ms(p99)}, raw p99 ${ms(rawP99)}; ${summary}; ${wallSummary}`,
@@ -107,9 +110,9 @@ export async function runBlocking(ctx: BenchContext): Promise<Row[]> {
           value: p99,
           unit: "ms",
           baseline: { value: rawP99, name: "raw better-sqlite3 writing the same document" },
-          target: { on: "value", op: "<=", bound: 2, text: "p99 ≤ 2 ms" },
+          target: { on: "value", op: "<=", bound: BOUND_MS, text: `p99 ≤ ${BOUND_MS} ms` },
           durability,
-          note: `${writes} writes after ${warmUp} not counted, alternating with raw, in a fresh process with a single-threaded GC; ${result.runQueueKnown ? `each pause without the main thread's wait for a CPU inside it, ${wallSummary}` : "wall clock (this OS does not report run-queue waits)"}; ${summary} (a synchronous driver blocks for the whole write, fsync included)`,
+          note: `${writes} writes after ${warmUp} not counted, alternating with raw, in a fresh process with a single-threaded GC; ${moved}; ${result.runQueueKnown ? `each pause without the main thread's wait for a CPU inside it, ${wallSummary}` : "wall clock (this OS does not report run-queue waits)"}; ${summary}`,
         }),
       );
     }
