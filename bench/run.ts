@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — every workload against its baselines, measured in this same run.
  *
- *   npm run bench                  the full run (a few minutes)
+ *   npm run bench                  the full run (about 3 minutes on 2 idle cores)
  *   npm run bench -- --quick       a smaller version in seconds: a smoke check, not a measurement
  *   npm run bench -- --only W1,W5  only some workloads
  *
@@ -151,6 +151,7 @@ async function main(): Promise<void> {
 
   const ctx: BenchContext = {
     quick: args.quick,
+    wants: (id) => args.only === null || args.only.has(id),
     log: (message) => process.stderr.write(`  ${message}\n`),
   };
   const started = performance.now();

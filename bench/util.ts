@@ -3,7 +3,7 @@
  * are always removed, and child processes that are always killed.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, openSync, readSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -27,7 +27,7 @@ export interface Row {
   /** What the baseline figure is (same unit as `value`), or null when the target is absolute. */
   readonly baseline: number | null;
   readonly baselineName: string | null;
-  /** value / baseline, or null without a baseline. */
+  /** value / baseline (or the median of per-round ratios, see RowInput), or null without a baseline. */
   readonly ratio: number | null;
   readonly target: string;
   /** null: informational row, no target. */
@@ -42,6 +42,11 @@ export interface RowInput {
   readonly value: number;
   readonly unit: string;
   readonly baseline?: { readonly value: number; readonly name: string } | null;
+  /**
+   * Where rounds pair this project and its baseline (measured back to back), the median of
+   * the per-round ratios; otherwise value / baseline.
+   */
+  readonly ratio?: number;
   readonly target?: Target | null;
   readonly durability: DurabilityMode | "n/a";
   readonly note?: string;
@@ -49,7 +54,10 @@ export interface RowInput {
 
 export function row(input: RowInput): Row {
   const baseline = input.baseline ?? null;
-  const ratio = baseline === null || baseline.value === 0 ? null : input.value / baseline.value;
+  const ratio =
+    baseline === null || baseline.value === 0
+      ? null
+      : (input.ratio ?? input.value / baseline.value);
   const target = input.target ?? null;
   let met: boolean | null = null;
   if (target !== null) {
@@ -133,6 +141,66 @@ export function sleep(ms: number): Promise<void> {
 /** Let pending I/O callbacks and immediates run (and the GC breathe) between measurements. */
 export function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The per-round ratios as the note shows them, e.g. `0.74/0.81/0.77`. */
+export function ratios(values: readonly number[]): string {
+  return values.map((r) => r.toFixed(2)).join("/");
+}
+
+// ── time other processes took ──────────────────────────────────────────────────────────
+
+/**
+ * A clock of the milliseconds this thread has spent runnable but waiting for a CPU, or null
+ * where the OS does not tell (Linux does: /proc/thread-self/schedstat, second field, ns). On
+ * a machine shared with other work that wait is a large, erratic part of wall time
+ * (measured here at load 5–9: 0.4–2.9 s of a 1.6–4.2 s `submitMany` round, and the whole of
+ * most 5–35 ms event-loop gaps); it is not the measured code's, so figures subtract it.
+ * Call it from the thread that created it (the main thread).
+ */
+export function runQueueClock(): (() => number) | null {
+  let fd: number;
+  try {
+    fd = openSync("/proc/thread-self/schedstat", "r");
+  } catch {
+    return null;
+  }
+  const buffer = Buffer.alloc(96);
+  // Parsed in place: W8 reads it at every tick of a busy loop, and garbage made there would be
+  // collected inside the windows it measures.
+  const read = () => {
+    const length = readSync(fd, buffer, 0, buffer.length, 0);
+    let i = buffer.indexOf(0x20) + 1;
+    if (i === 0) return Number.NaN;
+    let ns = 0;
+    for (; i < length && buffer[i] !== 0x20; i++) ns = ns * 10 + ((buffer[i] as number) - 0x30);
+    return ns / 1e6;
+  };
+  return Number.isFinite(read()) ? read : null;
+}
+
+export interface OwnTime {
+  /** Elapsed ms. */
+  readonly wallMs: number;
+  /** Of which the thread waited for a CPU (0 where the OS does not tell). */
+  readonly waitMs: number;
+  /** wallMs - waitMs: what the measured code took, itself and its I/O. */
+  readonly ownMs: number;
+}
+
+const mainRunQueue = runQueueClock();
+
+/** Whether `timeOwn` can subtract run-queue waits here (the notes say which figures are whose). */
+export const runQueueKnown = mainRunQueue !== null;
+
+/** Time an async body on the main thread: wall time, and that time minus the wait for a CPU. */
+export async function timeOwn(body: () => Promise<unknown> | unknown): Promise<OwnTime> {
+  const wait0 = mainRunQueue?.() ?? 0;
+  const start = performance.now();
+  await body();
+  const wallMs = performance.now() - start;
+  const waitMs = (mainRunQueue?.() ?? 0) - wait0;
+  return { wallMs, waitMs, ownMs: wallMs - waitMs };
 }
 
 // ── formatting ─────────────────────────────────────────────────────────────────────────
@@ -221,12 +289,17 @@ export interface Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
 }
 
-/** `node --import tsx script '<config JSON>'`, with a `ready` / stdin line protocol. */
-export function startChild(script: string, config: unknown): Child {
-  const child = spawn(process.execPath, ["--import", "tsx", script, JSON.stringify(config)], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+/** `node [nodeArgs] --import tsx script '<config JSON>'`, with a `ready` / stdin line protocol. */
+export function startChild(
+  script: string,
+  config: unknown,
+  nodeArgs: readonly string[] = [],
+): Child {
+  const args = [...nodeArgs, "--import", "tsx", script, JSON.stringify(config)];
+  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
   children.add(child);
+  // A line sent as the child exits on its own fails with EPIPE; it had nothing left to read.
+  child.stdin.on("error", () => undefined);
   const lines: string[] = [];
   const listeners = new Set<(line: string) => void>();
   let stderr = "";
@@ -330,6 +403,8 @@ export function onStdinLines(onLine: (line: string) => void): void {
 
 export interface BenchContext {
   readonly quick: boolean;
+  /** Whether workload `id` (W1 … W8) was asked for: a group skips those that were not. */
+  wants(id: string): boolean;
   /** Progress line on stderr (the table goes to stdout). */
   log(message: string): void;
 }

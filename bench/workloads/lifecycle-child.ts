@@ -3,7 +3,9 @@
  *
  * It opens the queue of one system (cruxx-registry, plainjob or liteque) with that system's
  * own worker API and a no-op handler, prints `ready`, starts working on `go`, and on `stop`
- * stops its worker, prints `stats {json}` and exits. The fourth system, `raw`, is the
+ * stops its worker, prints `stats {json}` and exits. The registry's child also takes `pause`:
+ * it stops its worker, keeps the registry open and prints `paused`; the next `go` starts a
+ * new worker in the same, now warm, process. The fourth system, `raw`, is the
  * floor: raw better-sqlite3 running the registry's own claim and completion statements on its
  * rows, in the same batches, with none of the registry's code.
  */
@@ -36,6 +38,8 @@ export interface ChildStats {
 interface Running {
   start(): void;
   stop(): Promise<void>;
+  /** Stop working but stay open, so a later start() runs in a warm process. */
+  pause?(): Promise<void>;
 }
 
 const config = JSON.parse(process.argv[2] ?? "{}") as ChildConfig;
@@ -101,6 +105,10 @@ async function setUp(): Promise<Running> {
         stop: async () => {
           await worker?.stop();
           await registry.close();
+        },
+        pause: async () => {
+          await worker?.stop();
+          worker = undefined;
         },
       };
     }
@@ -213,6 +221,10 @@ function rawWorker(): Running {
 const running = await setUp();
 onStdinLines((line) => {
   if (line === "go") running.start();
+  if (line === "pause") {
+    const paused = running.pause?.() ?? Promise.reject(new Error(`${config.system} cannot pause`));
+    void paused.catch(noteError).finally(() => process.stdout.write("paused\n"));
+  }
   if (line === "stop") {
     void running
       .stop()
