@@ -47,15 +47,18 @@ export async function createRegistryFile(path: string, durability: Durability): 
   await backend.close();
 }
 
-/** Columns only quarantine() writes: the registry's inserts and updates leave them alone. */
-const QUARANTINE_COLUMNS = new Set(["quarantined_at", "quarantine_reason", "quarantined_status"]);
+/**
+ * Columns the registry's inserts leave alone: the rowid SQLite assigns, and those only
+ * quarantine() writes.
+ */
+const NOT_INSERTED = new Set(["seq", "quarantined_at", "quarantine_reason", "quarantined_status"]);
 
-/** The row as the registry writes it: every column but the quarantine ones. */
+/** The row as the registry inserts it: every column it writes. */
 export function readRow(db: Database.Database, id: string): TaskColumns {
   const row = db.prepare(`select * from tasks where id = ?`).get(id) as TaskColumns | undefined;
   if (row === undefined) throw new Error(`no row ${id}`);
   return Object.fromEntries(
-    Object.entries(row).filter(([column]) => !QUARANTINE_COLUMNS.has(column)),
+    Object.entries(row).filter(([column]) => !NOT_INSERTED.has(column)),
   ) as TaskColumns;
 }
 
@@ -112,36 +115,6 @@ export function copyRow(
   }
   return values;
 }
-
-/**
- * The registry's write of a whole row (every column but `id` and `created_at`), bound by
- * position; `copyRow(template)` minus those two, then the id, are its values.
- */
-export function updateSql(template: TaskColumns): string {
-  const columns = Object.keys(template).filter((c) => c !== "id" && c !== "created_at");
-  return `update "tasks" set ${columns.map((c) => `"${c}" = ?`).join(", ")} where "id" = ?`;
-}
-
-/** The values for updateSql: `copyRow(template)` as the row `id` holds it, minus the keys, then `id`. */
-export function updateValues(template: TaskColumns, now: number, id: string): unknown[] {
-  const columns = Object.keys(template);
-  const values = copyRow(template, now, id as TaskId).filter(
-    (_, i) => columns[i] !== "id" && columns[i] !== "created_at",
-  );
-  return [...values, id];
-}
-
-/**
- * The columns the registry reads with a task, and whether it has appended steps: as many
- * as it reads (each column read costs the JavaScript object it becomes).
- */
-const READ_COLUMNS = `"id", "kind", "status", "data", "created_at", "updated_at", "priority", "run_at", "runs", "max_attempts", "lease_owner", "lease_token", "lease_expires_at", "last_error", "idempotency_key", "cancel_requested", "steps_in_document", exists (select "ordinal" from "task_steps" where "task_steps"."task_id" = "tasks"."id") as "has_steps"`;
-
-/** The registry's claim query: the best due pending tasks of a kind from its claim index. */
-export const CLAIM_SQL = `select ${READ_COLUMNS} from "tasks" where "status" = 'pending' and +"run_at" <= ? and "kind" = ? order by "priority" desc, "run_at", "id" limit ?`;
-
-/** The registry's read of one task before it completes it: also whether it is quarantined. */
-export const READ_SQL = `select ${READ_COLUMNS}, "quarantined_at" from "tasks" where "id" = ?`;
 
 /** `n` single-row inserts, each its own autocommit transaction; returns elapsed ms. */
 export function rawSingleInserts(db: Database.Database, template: TaskColumns, n: number): number {

@@ -12,7 +12,8 @@
 import Database from "better-sqlite3";
 import { buildDBClient, Runner, SqliteQueue } from "liteque";
 import { better, defineQueue, defineWorker } from "plainjob";
-import { CLAIM_SQL, openRaw, READ_SQL, type TaskColumns, updateSql, updateValues } from "../raw.js";
+import { prepareStatements } from "../../src/backend/sqlite/statements.js";
+import { openRaw } from "../raw.js";
 import { onStdinLines, silentLogger, sleep } from "../util.js";
 
 export type QueueSystem = "cruxx-registry" | "plainjob" | "liteque" | "raw";
@@ -26,7 +27,6 @@ export interface ChildConfig {
   /** Worker concurrency of the registry's children (the baselines' workers run one at a time). */
   readonly registryConcurrency: number;
   /** For `raw`: the registry's rows of a task once claimed and once done. */
-  readonly templates?: { readonly running: TaskColumns; readonly done: TaskColumns };
 }
 
 export interface ChildStats {
@@ -190,22 +190,24 @@ function repeatUntilStopped(
  * as the registry's worker does, with the registry's statements and row bytes.
  */
 function rawWorker(): Running {
-  const templates = config.templates;
-  if (templates === undefined) throw new Error("the raw worker needs the registry's rows");
   const db = openRaw(config.path, "normal");
   db.pragma("busy_timeout = 10000"); // a floor may block its own event loop while it waits
-  const claim = db.prepare(CLAIM_SQL);
-  const read = db.prepare(READ_SQL);
-  const update = db.prepare(updateSql(templates.running));
+  // The registry's own prepared statements, run with nothing of the registry around them.
+  const sql = prepareStatements(db);
   const claimBatch = db.transaction(() => {
-    const rows = claim.all(Date.now(), config.kind, config.registryConcurrency) as TaskColumns[];
-    for (const row of rows) update.run(updateValues(templates.running, Date.now(), row.id));
-    return rows;
+    const now = Date.now();
+    return sql.claimUpTo.all({
+      kind: config.kind,
+      owner: "raw",
+      now,
+      expiresAt: now + 30_000,
+      limit: config.registryConcurrency,
+    });
   });
-  const completeBatch = db.transaction((rows: TaskColumns[]) => {
-    for (const row of rows) {
-      read.get(row.id);
-      update.run(updateValues(templates.done, Date.now(), row.id));
+  const completeBatch = db.transaction((rows: { seq: number; id: string; fence: number }[]) => {
+    const now = Date.now();
+    for (const { seq, id, fence } of rows) {
+      sql.completeBySeq.get({ seq, id, fence, value: '{"Ok":null}', now, extra: 256 });
     }
   });
   return repeatUntilStopped(

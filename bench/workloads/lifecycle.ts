@@ -200,7 +200,6 @@ async function measure(
       kind: KIND,
       pollMs: BASELINE_POLL_MS,
       registryConcurrency: REGISTRY_CONCURRENCY,
-      ...(system === "raw" && { templates: { running: templates.running, done: templates.done } }),
     };
     const children: Child[] = Array.from({ length: procs }, () => startChild(CHILD, config));
     const reader = new Database(path, { readonly: true });

@@ -126,7 +126,7 @@ async function registryBytes(
         stepJson = (
           reader
             .prepare(
-              "select coalesce(sum(length(cast(data as blob))), 0) as n from task_steps where task_id = ?",
+              "select coalesce(sum(length(cast(data as blob))), 0) as n from task_steps where task = (select seq from tasks where id = ?)",
             )
             .get(id) as { n: number }
         ).n;
