@@ -4,15 +4,16 @@
  * an earlier version wrote.
  */
 import Database from "better-sqlite3";
-import { Kysely, type Migration, Migrator, SqliteDialect } from "kysely";
+import { Kysely, Migrator, SqliteDialect } from "kysely";
 import { MIGRATIONS } from "../../migrations/index.js";
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
 import { tempDbPath } from "./backends.js";
 
-export async function migrateFile(file: string): Promise<void> {
+/** Apply the file's pending migrations: every one, or those before `before`. */
+export async function migrateFile(file: string, before?: string): Promise<void> {
   const db = new Database(file, { fileMustExist: true });
   try {
-    await migrate(db, MIGRATIONS);
+    await migrate(db, before);
   } finally {
     db.close();
   }
@@ -25,22 +26,15 @@ export async function migrateFile(file: string): Promise<void> {
  */
 export async function fileBefore(first: string): Promise<string> {
   const file = tempDbPath();
-  const db = new Database(file);
-  try {
-    await migrate(
-      db,
-      Object.fromEntries(Object.entries(MIGRATIONS).filter(([name]) => name < first)),
-    );
-  } finally {
-    db.close();
-  }
+  new Database(file).close();
+  await migrateFile(file, first);
   return file;
 }
 
-async function migrate(
-  db: Database.Database,
-  migrations: Readonly<Record<string, Migration>>,
-): Promise<void> {
+async function migrate(db: Database.Database, before: string | undefined): Promise<void> {
+  const migrations = Object.fromEntries(
+    Object.entries(MIGRATIONS).filter(([name]) => before === undefined || name < before),
+  );
   try {
     db.exec("BEGIN IMMEDIATE");
     const { error } = await new Migrator({
