@@ -125,7 +125,8 @@ export function prepareStatements(db: Database.Database) {
 
   return {
     // Prepared once: db.pragma() prepares its statement on every call, and idle workers ask often.
-    dataVersion: db.prepare("PRAGMA data_version").pluck(),
+    // Typed by name: the build's declarations cannot name the driver's inner Statement type.
+    dataVersion: db.prepare("PRAGMA data_version").pluck() as Database.Statement<[], number>,
     read: prepare<{ id: string }, StoredRow>(
       stored.select("quarantined_at").where("id", "=", param<string>("id")),
     ),
