@@ -4,37 +4,77 @@
  * made before it counts the steps already appended; a rewritten document drops the total.
  */
 import { describe, expect, it } from "vitest";
-import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
+import { newCruxId, newTaskId, type TaskId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
+import { writeStep, writeTask } from "../../src/wire/codec.js";
 import { tempDbPath, withDb } from "../support/backends.js";
-import { stepRecord } from "../support/crux.js";
+import { makeCrux, stepRecord } from "../support/crux.js";
+import { fileBefore } from "../support/migrate.js";
 
 interface Totals {
   readonly total: number | undefined;
   readonly steps: readonly string[];
 }
 
+/** Both tables are keyed by the task's seq. */
 function totals(file: string, id: string): Totals {
   return withDb(file, (db) => ({
     total: (
-      db.prepare("select length from task_steps_length where task_id = ?").get(id) as
-        | { length: number }
-        | undefined
+      db
+        .prepare(
+          "select length from task_steps_length where task = (select seq from tasks where id = ?)",
+        )
+        .get(id) as { length: number } | undefined
     )?.length,
     steps: (
-      db.prepare("select data from task_steps where task_id = ? order by ordinal").all(id) as {
-        data: string;
-      }[]
+      db
+        .prepare(
+          "select data from task_steps where task = (select seq from tasks where id = ?) order by ordinal",
+        )
+        .all(id) as { data: string }[]
     ).map((row) => row.data),
   }));
 }
 
 const units = (steps: readonly string[]) => steps.reduce((sum, s) => sum + s.length + 1, 0);
 
+/**
+ * A file in the layout before 0004 holding, as that version's registry left it, a running
+ * task under a live lease whose run appended two steps (one with characters of 2–4 UTF-8 bytes).
+ */
+async function fileWithAppendedSteps(): Promise<{ file: string; id: TaskId }> {
+  const file = await fileBefore("0004_appended_length");
+  const now = Date.now();
+  const id = newTaskId(now);
+  const started = new Date(now).toISOString();
+  const checkpoint = {
+    ...{ id: newCruxId(now), agent: "job", value: { Ok: null }, steps: [], children: [] },
+    ...{ started_at: started, finished_at: null },
+  };
+  const data = writeTask({
+    id,
+    kind: "job",
+    status: "running",
+    input: null,
+    checkpoint,
+    attempts: 0,
+  });
+  withDb(file, (db) => {
+    db.prepare(
+      `insert into tasks (id, kind, status, data, created_at, updated_at, run_at, runs,
+        lease_owner, lease_token, lease_expires_at) values (?, 'job', 'running', ?, ?, ?, ?, 1, 'w', 'old-token', ?)`,
+    ).run(id, data, now, now, now, now + 3_600_000);
+    const step = db.prepare("insert into task_steps (task_id, ordinal, data) values (?, ?, ?)");
+    step.run(id, 0, writeStep(stepRecord("a", 1n, "é€😀"), "$"));
+    step.run(id, 1, writeStep(stepRecord("b", 2n, "plain"), "$"));
+  });
+  return { file, id };
+}
+
 describe("the appended steps' total length", () => {
-  it("is kept on append, counted from the stored steps on upgrade, and dropped on rewrite", async () => {
+  it("is kept on append, and stays with the steps when a completion leaves them rows", async () => {
     const file = tempDbPath();
-    let reg = await openRegistry(file);
+    const reg = await openRegistry(file);
     const id = await reg.submit("job", null);
     const token = (await reg.claim("job", { owner: "w" }))?.lease?.token as string;
     await reg.recordStep(id, token, 0, stepRecord("a", 1n, "é€😀"));
@@ -42,26 +82,31 @@ describe("the appended steps' total length", () => {
     const kept = totals(file, id);
     expect(kept.steps).toHaveLength(2);
     expect(kept.total).toBe(units(kept.steps));
+    // The fenced completion writes the run's end only: the steps and their total stay.
+    await reg.complete(id, token, "done");
+    expect(totals(file, id)).toEqual(kept);
+    expect((await reg.get(id)).checkpoint?.steps.map((s) => s.name)).toEqual(["a", "b"]);
     await reg.close();
+  });
 
-    // The file as it was before the migration: its table and its record gone.
-    withDb(file, (db) => {
-      db.exec("drop table task_steps_length");
-      // It and every later migration: they run again, in order (each is safe to rerun here).
-      db.prepare(`delete from ${MIGRATION_TABLE} where name >= ?`).run("0004_appended_length");
-    });
-    reg = await openRegistry(file);
+  it("is counted from the stored steps on upgrade, and dropped on rewrite", async () => {
+    const { file, id } = await fileWithAppendedSteps();
+    const reg = await openRegistry(file);
     const upgraded = totals(file, id);
+    expect(upgraded.steps).toHaveLength(2);
     // UTF-8 bytes: never fewer than the UTF-16 units, so the budget still holds.
     const bytes = upgraded.steps.reduce((sum, s) => sum + Buffer.byteLength(s) + 1, 0);
     expect(upgraded.total).toBe(bytes);
     expect(bytes).toBeGreaterThan(units(upgraded.steps));
 
+    const token = (await reg.inspect(id)).lease?.token as string;
     await reg.recordStep(id, token, 2, stepRecord("c", 3n, "more"));
     const appended = totals(file, id);
     expect(appended.total).toBe(bytes + (appended.steps[2] as string).length + 1);
+    expect((await reg.get(id)).checkpoint?.steps.map((s) => s.name)).toEqual(["a", "b", "c"]);
 
-    await reg.complete(id, token, "done");
+    // A checkpoint writes the document whole: the steps and their total go with it.
+    await reg.checkpoint(id, makeCrux());
     expect(totals(file, id)).toEqual({ total: undefined, steps: [] });
     await reg.close();
   });

@@ -3,30 +3,39 @@
  * one before it gave a lease, is taken back by the next claim after the upgrade.
  */
 import { describe, expect, it } from "vitest";
-import { MIGRATION_TABLE } from "../../src/backend/sqlite/tables.js";
+import { newTaskId } from "../../src/ids.js";
 import { openRegistry } from "../../src/open.js";
-import { tempDbPath, withDb } from "../support/backends.js";
+import { writeTask } from "../../src/wire/codec.js";
+import { withDb } from "../support/backends.js";
+import { fileBefore } from "../support/migrate.js";
 
 describe("running tasks without a lease, from before updateStatus gave one", () => {
   it("get an expired lease on upgrade, so a claim takes them back", async () => {
-    const file = tempDbPath();
-    let registry = await openRegistry(file);
-    const id = await registry.submit("job", { n: 1 });
-    await registry.updateStatus(id, "running");
-    await registry.close();
-
     // The file as an older version left it: running, no lease, and 0005 not yet applied.
-    withDb(file, (db) => {
-      db.prepare(
-        "update tasks set lease_owner = null, lease_token = null, lease_expires_at = null where id = ?",
-      ).run(id);
-      // It and every later migration: they run again, in order (each is safe to rerun here).
-      db.prepare(`delete from ${MIGRATION_TABLE} where name >= ?`).run("0005_lease_for_running");
+    const file = await fileBefore("0005_lease_for_running");
+    const now = Date.now();
+    const id = newTaskId(now);
+    const input = { n: 1 };
+    const data = writeTask({
+      id,
+      kind: "job",
+      status: "running",
+      input,
+      checkpoint: null,
+      attempts: 0,
     });
+    withDb(file, (db) =>
+      db
+        .prepare(
+          "insert into tasks (id, kind, status, data, created_at, updated_at, run_at) values (?, 'job', 'running', ?, ?, ?, ?)",
+        )
+        .run(id, data, now, now, now),
+    );
 
-    registry = await openRegistry(file);
+    const registry = await openRegistry(file);
     const claimed = await registry.claim("job", { owner: "w" });
     expect(claimed?.task.id).toBe(id);
+    expect(claimed?.task.input).toEqual(input);
     const record = await registry.inspect(id);
     expect(record.lastError).toMatchObject({ kind: "step_failed" });
     expect(JSON.stringify(record.lastError)).toContain("updateStatus");

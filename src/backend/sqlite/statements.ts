@@ -2,7 +2,7 @@
  * Every statement the task backend runs, built and typed by Kysely once and prepared once,
  * with the planner choices they rely on. Each index the layout keeps serves a statement here:
  * tasks_id (get, read, list, the fenced writes by id), tasks_claim_kind (claim, its probe,
- * nextWakeAt's due time, the pending kinds), tasks_pending_kind_id (pending), tasks_lease_expiry
+ * nextWakeAt's due time), tasks_pending_kind_id (pending, the pending kinds), tasks_lease_expiry
  * (sweep, nextWakeAt's expiry), tasks_idempotency_key (insert), tasks_quarantined
  * (quarantined); test/sqlite/query-plans.test.ts holds each statement to its index.
  */
