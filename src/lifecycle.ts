@@ -451,7 +451,7 @@ function rewrite(state: TaskState, status: TaskStatus, now: number, run?: RunCha
  * that keep run state beside the document splice it in with this on read.
  */
 export function withRun(
-  state: Pick<TaskState, "id" | "kind" | "status" | "data">,
+  state: Pick<TaskState, "id" | "kind" | "data"> & { readonly status?: TaskStatus },
   status: TaskStatus,
   run: RunChange | undefined,
   startedAt: number,
@@ -459,7 +459,7 @@ export function withRun(
   const finishedAtText =
     run?.finishedAt == null ? "null" : JSON.stringify(timestamp(run.finishedAt));
   const data = editRun(state.data, {
-    fromStatusText: `"${state.status}"`,
+    ...(state.status !== undefined && { fromStatusText: `"${state.status}"` }),
     statusText: `"${status}"`,
     ...(run && {
       run: {
@@ -499,10 +499,9 @@ function newCheckpointText(
   startedAt: number,
   finishedAtText: string,
 ): string {
-  // The first `"value":` is the checkpoint's own: the agent before it is an escaped string.
-  return writeCrux(newCrux(id, agent, startedAt), "$.checkpoint")
-    .replace('"value":{"Ok":null}', () => `"value":${valueText}`)
-    .replace(/"finished_at":null\}$/, () => `"finished_at":${finishedAtText}}`);
+  // As writeCrux lays out newCrux's checkpoint (edit-run.test.ts holds the two to each other),
+  // with the run's value and end: a claim makes one per task.
+  return `{"id":"${cruxIdOf(id)}","agent":${JSON.stringify(agent)},"value":${valueText},"steps":[],"children":[],"started_at":"${timestamp(startedAt)}","finished_at":${finishedAtText}}`;
 }
 
 function newCrux(id: TaskId, agent: string, startedAt: number): Crux {

@@ -68,6 +68,7 @@ export function parseJson(text: string): Json {
  * it is stored: a document nests at most MAX_DEPTH levels, as the parser allows.
  */
 export function stringifyJson(value: unknown, depth = 0): string {
+  if (value === null) return "null"; // what most runs end with: no writer for it
   const writer = new Writer(MAX_DEPTH - depth);
   try {
     writer.value(value);

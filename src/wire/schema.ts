@@ -60,11 +60,6 @@ const timestampSchema = z
   .refine(isCalendarDate, "expected a date that exists");
 
 /** 2023-02-29 matches the pattern but chrono cannot read it. */
-/** Whether `text` is a timestamp as tasks store them (what the schema accepts). */
-export function isTimestamp(text: string): boolean {
-  return TIMESTAMP.test(text) && isCalendarDate(text);
-}
-
 function isCalendarDate(text: string): boolean {
   const year = Number(text.slice(0, 4));
   const month = Number(text.slice(5, 7));

@@ -73,8 +73,11 @@ const CRUX_KEYS = [
 
 /** What a run's transition changes in a task document, as JSON text. */
 export interface RunEdit {
-  /** The status the document must have (`"running"`): else it is not edited as text. */
-  readonly fromStatusText: string;
+  /**
+   * The status the document must have (`"running"`), else it is not edited as text; without
+   * it, any status.
+   */
+  readonly fromStatusText?: string;
   /** The new status (`"done"`). */
   readonly statusText: string;
   /** The run's end, if it changes: else the checkpoint is kept as it is. */
@@ -101,7 +104,12 @@ export function editRun(document: string, edit: RunEdit): string | undefined {
     const head = members(document, 0, TASK_HEAD_KEYS);
     if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
     const { status } = head.values;
-    if (document.slice(status.start, status.end) !== edit.fromStatusText) return undefined;
+    const from = document.slice(status.start, status.end);
+    if (
+      edit.fromStatusText === undefined ? !STATUS_TEXTS.has(from) : from !== edit.fromStatusText
+    ) {
+      return undefined;
+    }
     const checkpoint = head.end + CHECKPOINT_KEY.length;
     const none = document.startsWith("null", checkpoint);
     const crux = none ? undefined : members(document, checkpoint, CRUX_KEYS);
@@ -146,6 +154,9 @@ export function statusOf(document: string): TaskStatus | undefined {
 }
 
 const STATUS_HEAD = ["id", "kind", "status"] as const;
+
+/** Each status as the document writes it (`"pending"`…). */
+const STATUS_TEXTS: ReadonlySet<string> = new Set(TASK_STATUSES.map((s) => `"${s}"`));
 
 /** Where each member of a task document laid out as our writer lays it out is. */
 export interface TaskLayout {

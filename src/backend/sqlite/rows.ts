@@ -149,18 +149,25 @@ export function documentOf(
 }
 
 function withRunState(row: Columns): string {
-  const stored = statusOf(row.data);
+  const id = row.id as TaskId;
   try {
-    // A document in another layout (the seed's put stores any text) is kept as it is while
-    // the run state in the columns says nothing else: its status is read by decoding it.
-    const status = stored ?? decodeStoredTask(row.data, row.id).status;
-    if (row.run_value === null && status === row.status) return row.data;
+    if (row.run_value === null) {
+      // A document in another layout (the seed's put stores any text) is kept as it is while
+      // the columns say nothing else: its status is read by decoding it.
+      const stored = statusOf(row.data) ?? decodeStoredTask(row.data, id).status;
+      if (stored === row.status) return row.data;
+      return withRun(
+        { id, kind: row.kind, status: stored, data: row.data },
+        row.status,
+        undefined,
+        0,
+      );
+    }
+    const run = { valueText: row.run_value, finishedAt: row.run_finished_at, start: true };
     return withRun(
-      { id: row.id as TaskId, kind: row.kind, status, data: row.data },
+      { id, kind: row.kind, data: row.data },
       row.status,
-      row.run_value === null
-        ? undefined
-        : { valueText: row.run_value, finishedAt: row.run_finished_at, start: true },
+      run,
       row.run_started_at ?? row.updated_at,
     );
   } catch (error) {
