@@ -100,17 +100,24 @@ export interface RunEdit {
  */
 export function editRun(document: string, edit: RunEdit): string | undefined {
   try {
-    // One pass: the head's values, then the checkpoint's, then `,"attempts":N}` must end it.
-    const head = members(document, 0, TASK_HEAD_KEYS);
-    if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
-    const { status } = head.values;
+    // The head's values (found by search when it can be), then the checkpoint's, then
+    // `,"attempts":N}` must end it.
+    const quick = quickLayout(document);
+    const head = quick === undefined ? members(document, 0, TASK_HEAD_KEYS) : undefined;
+    if (
+      quick === undefined &&
+      (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end))
+    ) {
+      return undefined;
+    }
+    const status = quick?.status ?? (head?.values.status as Range);
     const from = document.slice(status.start, status.end);
     if (
       edit.fromStatusText === undefined ? !STATUS_TEXTS.has(from) : from !== edit.fromStatusText
     ) {
       return undefined;
     }
-    const checkpoint = head.end + CHECKPOINT_KEY.length;
+    const checkpoint = quick?.checkpoint.start ?? (head?.end as number) + CHECKPOINT_KEY.length;
     const none = document.startsWith("null", checkpoint);
     const crux = none ? undefined : members(document, checkpoint, CRUX_KEYS);
     if (!none && (crux === undefined || document[crux.end] !== "}")) return undefined;
@@ -170,6 +177,8 @@ export interface TaskLayout {
 
 /** The members of a task document laid out exactly as our writer lays it out, or undefined. */
 export function taskLayout(document: string): TaskLayout | undefined {
+  const quick = quickLayout(document);
+  if (quick !== undefined) return quick;
   try {
     const head = members(document, 0, TASK_HEAD_KEYS);
     if (head === undefined || !document.startsWith(CHECKPOINT_KEY, head.end)) return undefined;
@@ -182,6 +191,71 @@ export function taskLayout(document: string): TaskLayout | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * taskLayout by search instead of a walk, for the documents claims make and read, whose
+ * checkpoint is null or a new run's (no steps, children or value yet); undefined for any
+ * other. Every search is exact, not a guess: the id has a fixed length and no escapes; a kind
+ * (a JSON string) holds no unescaped quote, so the first `","status":"` ends it; `attempts`
+ * is the last member, so the last `,"attempts":` is its own; and the checkpoint must match a
+ * new run's fixed shape from the last `,"checkpoint":{"id":"cruxx_` up to it, which only the
+ * real checkpoint can (the variable parts are escaped strings).
+ */
+function quickLayout(d: string): TaskLayout | undefined {
+  const kindStart = 47; // `{"id":"task_` + 26 + `","kind":`
+  if (!d.startsWith('{"id":"task_') || !d.startsWith('","kind":"', kindStart - 9)) {
+    return undefined;
+  }
+  const kindEnd = d.indexOf('","status":"', kindStart) + 1;
+  if (kindEnd === 0) return undefined;
+  const statusStart = kindEnd + ',"status":'.length;
+  const statusEnd = d.indexOf('"', statusStart + 1) + 1;
+  if (statusEnd === 0 || !d.startsWith(',"input":', statusEnd)) return undefined;
+  const attemptsKey = d.lastIndexOf(',"attempts":');
+  const attempts = { start: attemptsKey + ',"attempts":'.length, end: d.length - 1 };
+  if (attemptsKey < 0 || d[attempts.end] !== "}" || !isDigits(d, attempts.start, attempts.end)) {
+    return undefined;
+  }
+  let checkpointKey = attemptsKey - ',"checkpoint":null'.length;
+  if (!d.startsWith(',"checkpoint":null', checkpointKey)) {
+    checkpointKey = d.lastIndexOf(',"checkpoint":{"id":"cruxx_', attemptsKey);
+    if (checkpointKey < 0 || !isNewRun(d, checkpointKey + CHECKPOINT_KEY.length, attemptsKey)) {
+      return undefined;
+    }
+  }
+  if (checkpointKey < statusEnd + ',"input":'.length) return undefined;
+  return {
+    id: { start: 6, end: 39 },
+    kind: { start: kindStart, end: kindEnd },
+    status: { start: statusStart, end: statusEnd },
+    input: { start: statusEnd + ',"input":'.length, end: checkpointKey },
+    checkpoint: { start: checkpointKey + CHECKPOINT_KEY.length, end: attemptsKey },
+    attempts,
+  };
+}
+
+/** Whether `d` from `start` to `end` is a new run's checkpoint as our writer lays it out. */
+function isNewRun(d: string, start: number, end: number): boolean {
+  const agent = start + '{"id":"cruxx_'.length + 26 + '","agent":'.length;
+  if (!d.startsWith('","agent":"', agent - 10) || d[end - 1] !== "}") return false;
+  const agentEnd = skipString(d, agent);
+  const middle = ',"value":{"Ok":null},"steps":[],"children":[],"started_at":"';
+  if (!d.startsWith(middle, agentEnd)) return false;
+  const startedEnd = d.indexOf('"', agentEnd + middle.length) + 1;
+  if (startedEnd === 0 || !d.startsWith(',"finished_at":', startedEnd)) return false;
+  const finished = startedEnd + ',"finished_at":'.length;
+  if (d.startsWith("null}", finished)) return finished + 5 === end;
+  return d[finished] === '"' && d.indexOf('"', finished + 1) + 2 === end;
+}
+
+function isDigits(text: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
 }
 
 /** What putSteps made: the new document, or the first step that would leave a gap. */

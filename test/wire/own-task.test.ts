@@ -58,6 +58,54 @@ describe("decodeOwnTask", () => {
     );
   });
 
+  it("kinds and inputs that hold the layout's own markers do not mislead it", () => {
+    const fragment = fc.constantFrom(
+      '","status":"',
+      '","kind":"',
+      ',"checkpoint":null,"attempts":0}',
+      ',"checkpoint":{"id":"cruxx_',
+      ',"attempts":7}',
+      ',"value":{"Ok":null},"steps":[],"children":[],"started_at":"',
+      "\\",
+      '"',
+      "x",
+    );
+    const tricky = fc.array(fragment, { maxLength: 5 }).map((parts) => parts.join(""));
+    fc.assert(
+      fc.property(arbitraryTask, tricky, tricky, (task, kind, key) => {
+        // Members of the input named as the task's own are written unescaped.
+        const input = {
+          [key]: kind,
+          kind: "k",
+          status: "pending",
+          checkpoint: kind === "" ? null : { id: "cruxx_", agent: kind },
+          attempts: 1,
+        };
+        const state = newTaskState(
+          {
+            id: task.id,
+            kind: kind === "" ? "k" : kind,
+            inputText: JSON.stringify(input),
+            priority: 0,
+            runAt: NOW,
+            maxAttempts: 3,
+            idempotencyKey: null,
+          },
+          NOW,
+        );
+        for (const document of [
+          state.data,
+          claimTask(state, { owner: "w", now: NOW, expiresAt: NOW + 1 }).data,
+        ]) {
+          const decoded = decodeStoredTask(document, task.id);
+          expect(decodeOwnTask(document, task.id)).toEqual(decoded);
+          expect(writeTask(decoded)).toBe(document);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("damaged text is refused exactly as the schema refuses it", async () => {
     fc.assert(
       fc.property(arbitraryTask, fc.nat(), fc.string({ maxLength: 3 }), (task, at, junk) => {
