@@ -44,7 +44,6 @@ import {
   documentOf,
   isQuarantined,
   type StoredRow,
-  scheduleColumns,
   stateOf,
   wholeColumns,
 } from "./rows.js";
@@ -411,7 +410,7 @@ export class SqliteBackend implements RegistryBackend {
     const current = this.#state(row);
     const next = change(current);
     if (next.data === current.data) {
-      this.#sql.writeSchedule.run(scheduleColumns(next, row.seq));
+      this.#sql.writeSchedule.run(wholeColumns(next, row.seq, 0));
       return next;
     }
     return this.#write(next, row);

@@ -64,27 +64,18 @@ export const COLUMN_NAMES = Object.keys(COLUMNS) as (keyof Columns)[];
 export const RUN_COLUMNS = ["run_value", "run_started_at", "run_finished_at"] as const;
 
 /**
- * A state whose document is written whole, as bound to statements: the run state is all in
- * the document, so its columns are cleared. `seq` is the row's, when it has one.
+ * A state as bound to statements: the run state is all in its document, so its run columns
+ * are cleared. `seq` is the row's, when it has one. A statement that keeps the document
+ * (ScheduleColumns) binds none of the document's columns, so its caller need not count the
+ * document's steps (`stepsInDocumentCount`, a scan of it).
  */
-export function wholeColumns(state: TaskState, seq = 0): Columns {
-  return {
-    ...scheduleColumns(state, seq),
-    steps_in_document: stepsInDocument(state),
-    run_started_at: null,
-    run_finished_at: null,
-    run_value: null,
-    data: state.data,
-  };
-}
-
-export type ScheduleColumns = Omit<
-  Columns,
-  "steps_in_document" | (typeof RUN_COLUMNS)[number] | "data"
->;
-
-/** The columns of a state but its document and run state: for a change that keeps them. */
-export function scheduleColumns(state: TaskState, seq: number): ScheduleColumns {
+export function wholeColumns(
+  state: TaskState,
+  seq = 0,
+  stepsInDocumentCount = stepsInDocument(state),
+): Columns {
+  // One literal, not spreads: submitMany binds 100,000 of these, and a spread of a
+  // 16-column object made binding 15 % of a submit (measured).
   return {
     seq,
     id: state.id,
@@ -98,12 +89,22 @@ export function scheduleColumns(state: TaskState, seq: number): ScheduleColumns 
     lease_owner: state.lease?.owner ?? null,
     lease_expires_at: state.lease?.expiresAt ?? null,
     cancel_requested: state.cancelRequested ? 1 : 0,
+    steps_in_document: stepsInDocumentCount,
     created_at: state.createdAt,
     updated_at: state.updatedAt,
+    run_started_at: null,
+    run_finished_at: null,
     idempotency_key: state.idempotencyKey,
     last_error: state.lastError,
+    run_value: null,
+    data: state.data,
   };
 }
+
+export type ScheduleColumns = Omit<
+  Columns,
+  "steps_in_document" | (typeof RUN_COLUMNS)[number] | "data"
+>;
 
 export function isQuarantined(row: Pick<StoredRow, "quarantined_at">): boolean {
   return row.quarantined_at !== undefined && row.quarantined_at !== null;
