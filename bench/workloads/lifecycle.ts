@@ -382,7 +382,7 @@ export async function runLifecycle(ctx: BenchContext): Promise<Row[]> {
         baseline,
         ratio: floor.ratio,
         durability: "normal",
-        note: `the registry's own rows, inserted ${SUBMITS_IN_FLIGHT} per transaction, then claimed ${REGISTRY_CONCURRENCY} per transaction and completed ${REGISTRY_CONCURRENCY} per transaction with its claim, read and update statements, and none of its code: what any code on this schema can reach; ${measured}; per-round ratios ${floor.perRound}; ${summary("raw").text}`,
+        note: `the registry's own rows, inserted ${SUBMITS_IN_FLIGHT} per transaction, then claimed ${REGISTRY_CONCURRENCY} per transaction and completed ${REGISTRY_CONCURRENCY} per transaction with its own prepared claim and complete statements (one UPDATE … RETURNING a batch, one fenced UPDATE a task), and none of its code: what any code on this schema can reach; ${measured}; per-round ratios ${floor.perRound}; ${summary("raw").text}`,
       }),
     );
   }

@@ -11,9 +11,6 @@
  */
 import type BetterSqlite3 from "better-sqlite3";
 
-/** Retries of a locked batch at the next turn of the event loop, before timed backoff. */
-const BUSY_SPINS = 8;
-
 interface PendingWrite {
   readonly operation: () => unknown;
   readonly resolve: (value: unknown) => void;
@@ -89,7 +86,6 @@ export class GroupCommit {
   async #flush(): Promise<void> {
     let deadline = Date.now() + this.#options.busyTimeoutMs;
     let delayMs = 1;
-    let spins = 0;
     while (this.#queue.length > 0) {
       const batch = this.#queue;
       this.#queue = [];
@@ -99,15 +95,8 @@ export class GroupCommit {
       } catch (error) {
         if (this.#options.isBusy(error) && Date.now() < deadline) {
           this.#queue = batch.concat(this.#queue); // later requests join the retry
-          if (spins < BUSY_SPINS) {
-            // Another process's transaction is usually over in well under a millisecond:
-            // look again after this turn of the event loop before sleeping a timer's 1 ms.
-            spins++;
-            await new Promise((resolve) => setImmediate(resolve));
-          } else {
-            await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random())));
-            delayMs = Math.min(delayMs * 2, 10);
-          }
+          await new Promise((resolve) => setTimeout(resolve, delayMs * (0.5 + Math.random())));
+          delayMs = Math.min(delayMs * 2, 10);
           continue;
         }
         const failure = this.#options.isBusy(error)
@@ -119,7 +108,6 @@ export class GroupCommit {
       this.#settle(batch, outcomes);
       deadline = Date.now() + this.#options.busyTimeoutMs;
       delayMs = 1;
-      spins = 0;
     }
     this.#flushing = false;
   }
