@@ -72,7 +72,7 @@ async function fileWithAppendedSteps(): Promise<{ file: string; id: TaskId }> {
 }
 
 describe("the appended steps' total length", () => {
-  it("is kept on append, and stays with the steps when a completion leaves them rows", async () => {
+  it("is kept on append, and dropped with the steps when the completion folds them in", async () => {
     const file = tempDbPath();
     const reg = await openRegistry(file);
     const id = await reg.submit("job", null);
@@ -82,9 +82,9 @@ describe("the appended steps' total length", () => {
     const kept = totals(file, id);
     expect(kept.steps).toHaveLength(2);
     expect(kept.total).toBe(units(kept.steps));
-    // The fenced completion writes the run's end only: the steps and their total stay.
+    // A run that appended steps ends with a whole write: the steps move into the document.
     await reg.complete(id, token, "done");
-    expect(totals(file, id)).toEqual(kept);
+    expect(totals(file, id)).toEqual({ steps: [], total: undefined });
     expect((await reg.get(id)).checkpoint?.steps.map((s) => s.name)).toEqual(["a", "b"]);
     await reg.close();
   });

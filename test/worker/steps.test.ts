@@ -878,10 +878,9 @@ describe("durable steps on a SQLite file", () => {
         }
         if (step.output !== payload(i)) expect(step.output, `output ${i}`).toBe(payload(i));
       }
-      // Completion wrote the run's end only: the steps stay stored once, as rows, and the
-      // stored document is still the submitted one (a later whole write folds them in).
-      expect(rowStats.get(id)).toEqual({ count: STEPS, bytes: jsonBytes });
-      expect(storedData.get(id)).toBe(submitted);
+      // Completion folded the steps into the document: stored once, and no rows are left.
+      expect(rowStats.get(id)).toEqual({ count: 0, bytes: 0 });
+      expect(storedData.get(id)).toBe(document);
       const fileAfter = pageBytes();
       const documentBytes = Buffer.byteLength(document);
       console.log(

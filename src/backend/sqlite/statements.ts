@@ -95,11 +95,11 @@ export function prepareStatements(db: Database.Database) {
       .where("seq", "in", rows as Expression<number>)
       .returning(COLUMN_NAMES);
   /**
-   * complete() as one fenced statement, when completeTask would write only run state: the
-   * task is running under this fence with no cancel request, and it stays within the
-   * document budget however the run state is spliced in (UTF-8 bytes are never fewer than
-   * UTF-16 units; `extra` bounds the value and a new checkpoint). Otherwise no row changes,
-   * and the caller applies completeTask itself.
+   * complete() as one fenced statement, when completeTask need write only run state: the
+   * task is running under this fence with no cancel request and no appended steps, and it
+   * stays within the document budget however the run state is spliced in (UTF-8 bytes are
+   * never fewer than UTF-16 units; `extra` bounds the value and a new checkpoint). Otherwise
+   * no row changes, and the caller applies completeTask itself.
    */
   const complete = k
     .updateTable("tasks")
@@ -116,9 +116,16 @@ export function prepareStatements(db: Database.Database) {
     .where("status", "=", RUNNING)
     .where("cancel_requested", "=", 0)
     .where(
-      sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")} + coalesce((select length from task_steps_length where task = tasks.seq), 0)`,
+      sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")}`,
       "<=",
       MAX_DOCUMENT_LENGTH,
+    )
+    // A run that appended steps ends by folding them into its document (completeTask's whole
+    // write): stored once, in the document, as before the run (W6's bytes).
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(selectFrom("task_steps_length").select("task").whereRef("task", "=", "tasks.seq")),
+      ),
     )
     .returning("kind");
   const runColumns = Object.fromEntries(RUN_COLUMNS.map((name) => [name, null]));
