@@ -19,7 +19,6 @@ import {
   decodeStep,
   decodeStoredCruxErr,
   decodeStoredTask,
-  writeCrux,
   writeCruxErr,
   writeTask,
   writeTaskWithInput,
