@@ -15,6 +15,7 @@ export interface BackendFactory {
   readonly open: () => Promise<RegistryBackend>;
 }
 
+/** Every backend, or only the one named by ONLY_BACKEND (e.g. `ONLY_BACKEND=memory npx vitest run`). */
 export const BACKENDS: readonly BackendFactory[] = [
   { name: "memory", open: async () => new MemoryBackend() },
   { name: "sqlite :memory:", open: () => SqliteBackend.open(":memory:") },
