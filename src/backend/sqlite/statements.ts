@@ -136,7 +136,7 @@ export function prepareStatements(db: Database.Database) {
   return {
     dataVersion,
     read: prepare<{ id: string }, StoredRow>(
-      stored.select("quarantined_at").where("id", "=", param<string>("id")),
+      stored.select(["quarantined_at", "quarantined_status"]).where("id", "=", param<string>("id")),
     ),
     stepsOf: prepare<{ seq: number }, { data: string }>(
       k.selectFrom("task_steps").select("data").where("task", "=", bySeq).orderBy("ordinal"),
