@@ -16,6 +16,7 @@ import type { ClaimedTask } from "../../src/record.js";
 import { TaskRegistry } from "../../src/registry.js";
 import type { CruxErr } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
+import { stepRecord } from "../support/crux.js";
 import { failingCas } from "../support/failing-cas.js";
 import { expectCode, rejection } from "../support/rejection.js";
 
@@ -179,6 +180,16 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       expect(leaseA?.token).not.toBe(earlier?.lease.token);
       expect((await reg.get(a)).status).toBe("running");
       expect(DEFAULT_LEASE_MS).toBe(30_000);
+    });
+
+    it("a step under its lease is refused while it has no checkpoint, and the task stays readable", async () => {
+      const id = await reg.submit("k", null);
+      await reg.updateStatus(id, "running");
+      const { token } = (await reg.inspect(id)).lease as { token: string };
+      const before = await reg.get(id);
+      await expectCode(reg.recordStep(id, token, 0, stepRecord("s", 1n, "out")), "INVALID_STATE");
+      expect(await reg.get(id)).toEqual(before);
+      expect((await reg.complete(id, token, 7)).status).toBe("done");
     });
 
     it("the sweep takes it back once its lease expires, saying so", async () => {

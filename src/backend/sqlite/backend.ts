@@ -10,6 +10,7 @@ import {
   canAppend,
   completeTask,
   fence,
+  noCheckpoint,
   overwriteDocument,
   recordSteps,
   repairDocument,
@@ -25,6 +26,7 @@ import type {
   TaskRow,
   TaskState,
 } from "../../task-state.js";
+import { hasCheckpoint } from "../../wire/splice.js";
 import type {
   Batch,
   Change,
@@ -337,9 +339,14 @@ export class SqliteBackend implements RegistryBackend {
           // A step inside the stored document: the document is rewritten, once for all of them.
           return this.#change(row, (s) => recordSteps(s, token, steps, now));
         }
+        // The document as read, run state spliced in; the steps appended before it are counted apart.
+        const document = documentOf(row);
+        // The run's first step: the document must have a checkpoint to splice it into.
+        if (last === undefined && row.steps_in_document === 0 && !hasCheckpoint(document)) {
+          throw noCheckpoint(id);
+        }
         const length = appendedLength(
-          // The document as read, run state spliced in; the steps appended before it are counted apart.
-          documentOf(row).length,
+          document.length,
           this.#sql.appendedLength.get({ seq })?.length ?? 0,
           steps,
           // Only a step already appended (at most `last`) is replaced: a rare re-record.
