@@ -192,6 +192,19 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       expect((await reg.complete(id, token, 7)).status).toBe("done");
     });
 
+    it("its last token finishes nothing once a put has ended the lease, even running again", async () => {
+      const id = await reg.submit("k", null);
+      await reg.updateStatus(id, "running");
+      const { token } = (await reg.inspect(id)).lease as { token: string };
+      const stored = (await backend.get(id)) as string;
+      await backend.put(id, { kind: "k", status: "pending", data: stored }, clock.now);
+      // The seed's put to running gives no lease: nobody holds the task.
+      await backend.put(id, { kind: "k", status: "running", data: stored }, clock.now);
+      expect((await reg.inspect(id)).lease).toBeNull();
+      await expectCode(reg.complete(id, token, 1), "LEASE_LOST");
+      expect((await reg.get(id)).status).toBe("running");
+    });
+
     it("the sweep takes it back once its lease expires, saying so", async () => {
       const id = await reg.submit("k", null);
       await reg.updateStatus(id, "running");

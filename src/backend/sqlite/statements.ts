@@ -114,6 +114,9 @@ export function prepareStatements(db: Database.Database) {
     }))
     .where("fence", "=", param<number>("fence"))
     .where("status", "=", RUNNING)
+    // A running task with no lease (the seed's put set it running) is held by no token.
+    .where("lease_owner", "is not", null)
+    .where("lease_expires_at", "is not", null)
     .where("cancel_requested", "=", 0)
     .where(
       sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")}`,
@@ -281,6 +284,8 @@ export function prepareStatements(db: Database.Database) {
         .where("id", "=", param<string>("id"))
         .where("fence", "=", param<number>("fence"))
         .where("status", "=", RUNNING)
+        .where("lease_owner", "is not", null)
+        .where("lease_expires_at", "is not", null)
         .where("quarantined_at", "is", null)
         .returning(["kind", "quarantined_status as status"]),
     ),
