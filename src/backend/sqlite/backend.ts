@@ -334,16 +334,16 @@ export class SqliteBackend implements RegistryBackend {
         fence(state, token);
         const { seq } = row;
         const last = this.#sql.lastStep.get({ seq })?.last ?? undefined;
+        // The document as read, run state spliced in; the steps appended before it are counted apart.
+        const document = documentOf(row);
+        // The run's first step: the document must have a checkpoint to put it in.
+        if (last === undefined && row.steps_in_document === 0 && !hasCheckpoint(document)) {
+          throw noCheckpoint(id);
+        }
         const ordinals = steps.map((step) => step.ordinal);
         if (!canAppend(row.steps_in_document, last, ordinals)) {
           // A step inside the stored document: the document is rewritten, once for all of them.
           return this.#change(row, (s) => recordSteps(s, token, steps, now));
-        }
-        // The document as read, run state spliced in; the steps appended before it are counted apart.
-        const document = documentOf(row);
-        // The run's first step: the document must have a checkpoint to splice it into.
-        if (last === undefined && row.steps_in_document === 0 && !hasCheckpoint(document)) {
-          throw noCheckpoint(id);
         }
         const length = appendedLength(
           document.length,
