@@ -348,8 +348,12 @@ function replaceRanges(text: string, ranges: readonly (Range & { text: string })
   return out + text.slice(at);
 }
 
-/** Position of the value of `key` in the object starting at `start`, or undefined. */
-function valueOfKey(text: string, start: number, key: string): number | undefined {
+/**
+ * Position of the value of `key` in the object starting at `start` (after any whitespace: the
+ * seed's put stores any layout), or undefined.
+ */
+function valueOfKey(text: string, at: number, key: string): number | undefined {
+  const start = skipSpace(text, at);
   if (text[start] !== "{") return undefined;
   let i = skipSpace(text, start + 1);
   while (text[i] === '"') {

@@ -14,9 +14,10 @@ import type { TaskId } from "../../src/ids.js";
 import { timestamp } from "../../src/lifecycle.js";
 import type { ClaimedTask } from "../../src/record.js";
 import { TaskRegistry } from "../../src/registry.js";
+import { writeTask } from "../../src/wire/codec.js";
 import type { CruxErr } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
-import { stepRecord } from "../support/crux.js";
+import { makeCrux, stepRecord } from "../support/crux.js";
 import { failingCas } from "../support/failing-cas.js";
 import { expectCode, rejection } from "../support/rejection.js";
 
@@ -407,6 +408,21 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       expect(record.task.status).toBe("failed");
       expect(record.task.checkpoint?.value).toEqual({ Err: record.lastError });
       expect(named("failed")).toEqual([{ id, kind: "k", error: record.lastError }]);
+    });
+  });
+
+  describe("a document the seed's put stored in another layout", () => {
+    it("a run re-records a step its document holds instead of adding one", async () => {
+      const id = await reg.submit("k", null);
+      const crux = { ...makeCrux(), steps: [{ ...stepRecord("a", 1n, "one"), duration_ms: 1 }] };
+      await reg.checkpoint(id, crux);
+      const task = await reg.get(id);
+      // The same document after a space: valid JSON, not laid out as our writer lays it out.
+      await backend.put(id, { kind: "k", status: "pending", data: ` ${writeTask(task)}` }, 0);
+      const claimed = await claimOne();
+      await reg.recordStep(id, claimed.lease.token, 0, stepRecord("b", 2n, "two"));
+      const steps = (await reg.get(id)).checkpoint?.steps ?? [];
+      expect(steps.map((s) => s.name)).toEqual(["b"]);
     });
   });
 
