@@ -424,6 +424,16 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       const steps = (await reg.get(id)).checkpoint?.steps ?? [];
       expect(steps.map((s) => s.name)).toEqual(["b"]);
     });
+
+    it("a step recorded into it leaves the document in our writer's layout, as any rewrite does", async () => {
+      const id = await reg.submit("k", null);
+      const claimed = await claimOne();
+      const task = await reg.get(id);
+      // Put while running: the run and its lease go on with the document as given.
+      await backend.put(id, { kind: "k", status: "running", data: ` ${writeTask(task)}` }, 0);
+      await reg.recordStep(id, claimed.lease.token, 0, stepRecord("a", 1n, "one"));
+      expect(await backend.get(id)).toBe(writeTask(await reg.get(id)));
+    });
   });
 
   describe("fail(id, token, error, { final: true })", () => {

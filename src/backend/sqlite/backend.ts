@@ -26,7 +26,7 @@ import type {
   TaskRow,
   TaskState,
 } from "../../task-state.js";
-import { hasCheckpoint } from "../../wire/splice.js";
+import { hasCheckpoint, taskLayout } from "../../wire/splice.js";
 import type {
   Batch,
   Change,
@@ -341,7 +341,12 @@ export class SqliteBackend implements RegistryBackend {
           throw noCheckpoint(id);
         }
         const ordinals = steps.map((step) => step.ordinal);
-        if (!canAppend(row.steps_in_document, last, ordinals)) {
+        if (
+          !canAppend(row.steps_in_document, last, ordinals) ||
+          // The run's first step into a document in another layout: recordSteps rewrites it in
+          // ours, as memory does (appended, it would be spliced into the other layout).
+          (last === undefined && taskLayout(document) === undefined)
+        ) {
           // A step inside the stored document: the document is rewritten, once for all of them.
           return this.#change(row, (s) => recordSteps(s, token, steps, now));
         }
