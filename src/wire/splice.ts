@@ -59,12 +59,6 @@ export function checkpointBounds(document: string): { start: number; end: number
   }
 }
 
-/** Whether a task document has a checkpoint (an object, not null) to record steps in. */
-export function hasCheckpoint(document: string): boolean {
-  const bounds = checkpointBounds(document);
-  return bounds !== undefined && document[bounds.start] === "{";
-}
-
 /** The keys before the checkpoint in our writer's task documents, in order. */
 const TASK_HEAD_KEYS = ["id", "kind", "status", "input"] as const;
 const CRUX_KEYS = [

@@ -17,6 +17,8 @@ import { tempDbPath } from "../support/backends.js";
 import { makeCrux, stepRecord } from "../support/crux.js";
 
 const T0 = Date.UTC(2030, 0, 1);
+/** A kind whose JSON has escapes (the agent of a checkpoint a claim makes). */
+const QUOTED = 'q"\\\u0001é';
 
 interface Side {
   readonly backend: RegistryBackend;
@@ -32,7 +34,7 @@ type Op =
   | { op: "release"; i: number }
   | { op: "cancel"; i: number }
   | { op: "retry"; i: number }
-  | { op: "step"; i: number; ordinal: number; name: string }
+  | { op: "step"; i: number; ordinal: number; name: string; count: number }
   | { op: "updateStatus"; i: number; status: TaskStatus }
   | { op: "checkpoint"; i: number }
   | { op: "putSpaced"; i: number; status: TaskStatus }
@@ -47,7 +49,7 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
   {
     arbitrary: fc.record({
       op: fc.constant("submit" as const),
-      kind: fc.constantFrom("a", "b"),
+      kind: fc.constantFrom("a", "b", QUOTED),
       input: fc.oneof(fc.constant(null), fc.string({ maxLength: 4 }), fc.nat()),
     }),
     weight: 2,
@@ -55,7 +57,7 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
   {
     arbitrary: fc.record({
       op: fc.constant("claim" as const),
-      kinds: fc.constantFrom("", "a", "b"),
+      kinds: fc.constantFrom("", "a", "b", QUOTED),
       limit: fc.integer({ min: 1, max: 3 }),
       owner: fc.constantFrom("A", "B"),
     }),
@@ -84,6 +86,7 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
       i: idx,
       ordinal: fc.nat(3),
       name: fc.constantFrom("x", "y"),
+      count: fc.integer({ min: 1, max: 3 }),
     }),
     weight: 6,
   },
@@ -128,7 +131,8 @@ async function apply(
   const pick = () => targetOf(op, ids, held);
   const token = (t: TaskId, stale = false) => {
     const all = tokens.get(t) ?? [];
-    return (stale ? all.at(-2) : all.at(-1)) ?? "1";
+    // "0" is never issued: the first lease is fence 1.
+    return (stale ? all.at(-2) : all.at(-1)) ?? "0";
   };
   switch (op.op) {
     case "submit":
@@ -164,7 +168,11 @@ async function apply(
     case "step": {
       const t = pick();
       const step = { ...stepRecord(op.name, 1n, op.name), started_at: new Date(T0).toISOString() };
-      return registry.recordStep(t, token(t), op.ordinal, step);
+      const entries = Array.from({ length: op.count }, (_, n) => ({
+        ordinal: op.ordinal + n,
+        step,
+      }));
+      return registry.recordSteps(t, token(t), entries);
     }
     case "updateStatus":
       return registry.updateStatus(pick(), op.status);
@@ -287,7 +295,8 @@ describe("memory and SQLite side by side", () => {
                 if (op.op === "claim" && "ok" in (out as object)) {
                   const mine = tokens.get(side) as Tokens;
                   for (const c of (out as { ok: { id: TaskId; token: string }[] }).ok) {
-                    mine.set(c.id, [...(mine.get(c.id) ?? []), c.token]);
+                    const known = mine.get(c.id) ?? [];
+                    if (known.at(-1) !== c.token) mine.set(c.id, [...known, c.token]);
                   }
                 }
               }
@@ -317,7 +326,10 @@ describe("memory and SQLite side by side", () => {
                   [sql, rb],
                 ] as const) {
                   const mine = tokens.get(side) as Tokens;
-                  if (state?.lease) mine.set(id, [...(mine.get(id) ?? []), state.lease.token]);
+                  const known = mine.get(id) ?? [];
+                  if (state?.lease && known.at(-1) !== state.lease.token) {
+                    mine.set(id, [...known, state.lease.token]);
+                  }
                 }
               }
               expect(await sql.registry.quarantined()).toEqual(await mem.registry.quarantined());

@@ -26,7 +26,7 @@ import type {
   TaskRow,
   TaskState,
 } from "../../task-state.js";
-import { hasCheckpoint, taskLayout } from "../../wire/splice.js";
+import { taskLayout } from "../../wire/splice.js";
 import type {
   Batch,
   Change,
@@ -336,16 +336,17 @@ export class SqliteBackend implements RegistryBackend {
         const last = this.#sql.lastStep.get({ seq })?.last ?? undefined;
         // The document as read, run state spliced in; the steps appended before it are counted apart.
         const document = documentOf(row);
-        // The run's first step: the document must have a checkpoint to put it in.
-        if (last === undefined && row.steps_in_document === 0 && !hasCheckpoint(document)) {
+        // The run's first steps: a document in another layout is rewritten in ours by
+        // recordSteps, as memory does (appended, they would be spliced into the other layout);
+        // one in ours must have a checkpoint to put them in.
+        const layout = last === undefined ? taskLayout(document) : undefined;
+        if (layout !== undefined && document[layout.checkpoint.start] !== "{") {
           throw noCheckpoint(id);
         }
         const ordinals = steps.map((step) => step.ordinal);
         if (
-          !canAppend(row.steps_in_document, last, ordinals) ||
-          // The run's first step into a document in another layout: recordSteps rewrites it in
-          // ours, as memory does (appended, it would be spliced into the other layout).
-          (last === undefined && taskLayout(document) === undefined)
+          (last === undefined && layout === undefined) ||
+          !canAppend(row.steps_in_document, last, ordinals)
         ) {
           // A step inside the stored document: the document is rewritten, once for all of them.
           return this.#change(row, (s) => recordSteps(s, token, steps, now));
