@@ -37,8 +37,8 @@ type Op =
   | { op: "step"; i: number; ordinal: number; name: string; count: number }
   | { op: "updateStatus"; i: number; status: TaskStatus }
   | { op: "checkpoint"; i: number }
-  | { op: "putSpaced"; i: number; status: TaskStatus }
-  | { op: "putBad"; i: number }
+  | { op: "putSpaced"; i: number; status: TaskStatus; how: number }
+  | { op: "putBad"; i: number; how: number }
   | { op: "repair"; i: number; status: TaskStatus }
   | { op: "recover"; owner: string | undefined }
   | { op: "tick"; ms: number };
@@ -92,8 +92,14 @@ const arbOp: fc.Arbitrary<Op> = fc.oneof(
   },
   { arbitrary: fc.record({ op: fc.constant("updateStatus" as const), i: idx, status }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant("checkpoint" as const), i: idx }), weight: 1 },
-  { arbitrary: fc.record({ op: fc.constant("putSpaced" as const), i: idx, status }), weight: 2 },
-  { arbitrary: fc.record({ op: fc.constant("putBad" as const), i: idx }), weight: 1 },
+  {
+    arbitrary: fc.record({ op: fc.constant("putSpaced" as const), i: idx, status, how: fc.nat(2) }),
+    weight: 2,
+  },
+  {
+    arbitrary: fc.record({ op: fc.constant("putBad" as const), i: idx, how: fc.nat(3) }),
+    weight: 1,
+  },
   { arbitrary: fc.record({ op: fc.constant("repair" as const), i: idx, status }), weight: 1 },
   {
     arbitrary: fc.record({
@@ -198,14 +204,23 @@ async function apply(
         return "bad";
       }
       // Another layout: the same document after a space, as the seed's put may store it.
-      const data = ` ${writeTask({ ...task, status: op.status })}`;
+      const ours = writeTask({ ...task, status: op.status });
+      const data = [` ${ours}`, `${ours}\n`, ours.replace(`"input":`, `"input": `)][
+        op.how
+      ] as string;
       return backend.put(t, { kind: task.kind, status: op.status, data }, T0);
     }
     case "putBad": {
       const t = pick();
       const read = await backend.read(t);
       if (read === undefined) return "missing";
-      return backend.put(t, { kind: read.kind, status: "pending", data: '{"id":1}' }, T0);
+      const damaged = [
+        '{"id":1}',
+        read.data.slice(0, 40),
+        read.data.replace(/"status":"(\w+)"/, '"status":"PENDING"'),
+        read.data.replace(/"attempts":\d+/, '"attempts":-1'),
+      ][op.how] as string;
+      return backend.put(t, { kind: read.kind, status: "pending", data: damaged }, T0);
     }
     case "repair": {
       const t = pick();
