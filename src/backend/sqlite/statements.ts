@@ -98,7 +98,8 @@ export function prepareStatements(db: Database.Database) {
    * complete() as one fenced statement, when completeTask need write only run state: the
    * task is running under this fence with no cancel request and no appended steps, and it
    * stays within the document budget however the run state is spliced in (UTF-8 bytes are
-   * never fewer than UTF-16 units; `extra` bounds the value and a new checkpoint). Otherwise
+   * never fewer than UTF-16 units; `extra` bounds the value and a new checkpoint, whose agent
+   * is the kind as JSON: up to 6 units a byte, `\u0001`). Otherwise
    * no row changes, and the caller applies completeTask itself.
    */
   const complete = k
@@ -119,7 +120,7 @@ export function prepareStatements(db: Database.Database) {
     .where("lease_expires_at", "is not", null)
     .where("cancel_requested", "=", 0)
     .where(
-      sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")}`,
+      sql<number>`octet_length(data) + 6 * octet_length(kind) + ${param<number>("extra")}`,
       "<=",
       MAX_DOCUMENT_LENGTH,
     )
