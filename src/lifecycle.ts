@@ -324,7 +324,8 @@ function overBudgetPath(state: TaskState, steps: readonly StepRecord[]): string 
 /** recordSteps for a document not laid out as we write it: decoded, edited, re-encoded. */
 function recordDecoded(state: TaskState, records: readonly StepRecord[]): string {
   const task = decodeStoredTask(state.data, state.id);
-  const checkpoint = task.checkpoint as Crux; // a running task always has one (claimTask)
+  const checkpoint = task.checkpoint;
+  if (checkpoint === null) throw noCheckpoint(state.id);
   const steps = [...checkpoint.steps];
   for (const { ordinal, data, path } of records) {
     if (ordinal > steps.length) throw gap(ordinal, steps.length);
@@ -378,6 +379,14 @@ export function appendedLength(
     checkDocumentLength(documentLength + total, over.path ?? `$.steps[${steps.indexOf(over)}]`);
   }
   return total;
+}
+
+/**
+ * A running task without a checkpoint has nowhere to record steps: a claim gives every run
+ * one, but the seed's updateStatus (or put) can set a task running without.
+ */
+export function noCheckpoint(id: TaskId): InvalidStateError {
+  return new InvalidStateError(`task ${id} has no checkpoint to record steps in`);
 }
 
 function gap(ordinal: number, next: number): ValidationError {

@@ -224,12 +224,16 @@ function quickLayout(d: string): TaskLayout | undefined {
       return undefined;
     }
   }
-  if (checkpointKey < statusEnd + ',"input":'.length) return undefined;
+  const inputStart = statusEnd + ',"input":'.length;
+  // Whitespace around the input is not our writer's (the walk in members() refuses it too).
+  if (checkpointKey <= inputStart || isSpace(d, inputStart) || isSpace(d, checkpointKey - 1)) {
+    return undefined;
+  }
   return {
     id: { start: 6, end: 39 },
     kind: { start: kindStart, end: kindEnd },
     status: { start: statusStart, end: statusEnd },
-    input: { start: statusEnd + ',"input":'.length, end: checkpointKey },
+    input: { start: inputStart, end: checkpointKey },
     checkpoint: { start: checkpointKey + CHECKPOINT_KEY.length, end: attemptsKey },
     attempts,
   };
@@ -247,6 +251,10 @@ function isNewRun(d: string, start: number, end: number): boolean {
   const finished = startedEnd + ',"finished_at":'.length;
   if (d.startsWith("null}", finished)) return finished + 5 === end;
   return d[finished] === '"' && d.indexOf('"', finished + 1) + 2 === end;
+}
+
+function isSpace(text: string, i: number): boolean {
+  return skipSpace(text, i) !== i;
 }
 
 function isDigits(text: string, start: number, end: number): boolean {
@@ -342,8 +350,12 @@ function replaceRanges(text: string, ranges: readonly (Range & { text: string })
   return out + text.slice(at);
 }
 
-/** Position of the value of `key` in the object starting at `start`, or undefined. */
-function valueOfKey(text: string, start: number, key: string): number | undefined {
+/**
+ * Position of the value of `key` in the object starting at `start` (after any whitespace: the
+ * seed's put stores any layout), or undefined.
+ */
+function valueOfKey(text: string, at: number, key: string): number | undefined {
+  const start = skipSpace(text, at);
   if (text[start] !== "{") return undefined;
   let i = skipSpace(text, start + 1);
   while (text[i] === '"') {

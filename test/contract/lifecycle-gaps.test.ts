@@ -14,8 +14,10 @@ import type { TaskId } from "../../src/ids.js";
 import { timestamp } from "../../src/lifecycle.js";
 import type { ClaimedTask } from "../../src/record.js";
 import { TaskRegistry } from "../../src/registry.js";
+import { writeTask } from "../../src/wire/codec.js";
 import type { CruxErr } from "../../src/wire/schema.js";
 import { BACKENDS } from "../support/backends.js";
+import { makeCrux, stepRecord } from "../support/crux.js";
 import { failingCas } from "../support/failing-cas.js";
 import { expectCode, rejection } from "../support/rejection.js";
 
@@ -179,6 +181,32 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       expect(leaseA?.token).not.toBe(earlier?.lease.token);
       expect((await reg.get(a)).status).toBe("running");
       expect(DEFAULT_LEASE_MS).toBe(30_000);
+    });
+
+    it("a step under its lease is refused while it has no checkpoint, and the task stays readable", async () => {
+      const id = await reg.submit("k", null);
+      await reg.updateStatus(id, "running");
+      const { token } = (await reg.inspect(id)).lease as { token: string };
+      const before = await reg.get(id);
+      for (const ordinal of [0, 1]) {
+        const step = stepRecord("s", 1n, "out");
+        await expectCode(reg.recordStep(id, token, ordinal, step), "INVALID_STATE");
+      }
+      expect(await reg.get(id)).toEqual(before);
+      expect((await reg.complete(id, token, 7)).status).toBe("done");
+    });
+
+    it("its last token finishes nothing once a put has ended the lease, even running again", async () => {
+      const id = await reg.submit("k", null);
+      await reg.updateStatus(id, "running");
+      const { token } = (await reg.inspect(id)).lease as { token: string };
+      const stored = (await backend.get(id)) as string;
+      await backend.put(id, { kind: "k", status: "pending", data: stored }, clock.now);
+      // The seed's put to running gives no lease: nobody holds the task.
+      await backend.put(id, { kind: "k", status: "running", data: stored }, clock.now);
+      expect((await reg.inspect(id)).lease).toBeNull();
+      await expectCode(reg.complete(id, token, 1), "LEASE_LOST");
+      expect((await reg.get(id)).status).toBe("running");
     });
 
     it("the sweep takes it back once its lease expires, saying so", async () => {
@@ -380,6 +408,31 @@ describe.each(BACKENDS)("lifecycle gaps on $name", (factory) => {
       expect(record.task.status).toBe("failed");
       expect(record.task.checkpoint?.value).toEqual({ Err: record.lastError });
       expect(named("failed")).toEqual([{ id, kind: "k", error: record.lastError }]);
+    });
+  });
+
+  describe("a document the seed's put stored in another layout", () => {
+    it("a run re-records a step its document holds instead of adding one", async () => {
+      const id = await reg.submit("k", null);
+      const crux = { ...makeCrux(), steps: [{ ...stepRecord("a", 1n, "one"), duration_ms: 1 }] };
+      await reg.checkpoint(id, crux);
+      const task = await reg.get(id);
+      // The same document after a space: valid JSON, not laid out as our writer lays it out.
+      await backend.put(id, { kind: "k", status: "pending", data: ` ${writeTask(task)}` }, 0);
+      const claimed = await claimOne();
+      await reg.recordStep(id, claimed.lease.token, 0, stepRecord("b", 2n, "two"));
+      const steps = (await reg.get(id)).checkpoint?.steps ?? [];
+      expect(steps.map((s) => s.name)).toEqual(["b"]);
+    });
+
+    it("a step recorded into it leaves the document in our writer's layout, as any rewrite does", async () => {
+      const id = await reg.submit("k", null);
+      const claimed = await claimOne();
+      const task = await reg.get(id);
+      // Put while running: the run and its lease go on with the document as given.
+      await backend.put(id, { kind: "k", status: "running", data: ` ${writeTask(task)}` }, 0);
+      await reg.recordStep(id, claimed.lease.token, 0, stepRecord("a", 1n, "one"));
+      expect(await backend.get(id)).toBe(writeTask(await reg.get(id)));
     });
   });
 

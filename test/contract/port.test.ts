@@ -373,6 +373,21 @@ describe.each(BACKENDS)("storage port contract on $name", (factory) => {
     });
   });
 
+  describe("quarantineClaimed", () => {
+    it("gives back nothing once a put has ended the claim's lease, even running again", async () => {
+      const id = newTaskId();
+      await db.put(id, taskRow(id, "k"), 0);
+      const lease = { owner: "w", now: 1, expiresAt: 1000 };
+      const [claimed] = (await db.claim(["k"], lease, 1)).changed;
+      const token = claimed?.lease?.token as string;
+      const stored = (await db.get(id)) as string;
+      await db.put(id, { kind: "k", status: "pending", data: stored }, 2);
+      await db.put(id, { kind: "k", status: "running", data: stored }, 3);
+      expect(await db.quarantineClaimed(id, token, "does not decode", 4)).toBeUndefined();
+      expect(await db.quarantined([])).toEqual([]);
+    });
+  });
+
   describe("close", () => {
     it("every operation rejects with CLOSED afterwards, and close is idempotent", async () => {
       const id = newTaskId();

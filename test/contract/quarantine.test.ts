@@ -134,6 +134,27 @@ describe.each(BACKENDS)("a row that does not decode, on $name", (factory) => {
     expect(quarantined).toHaveLength(2);
   });
 
+  it("the port reads a quarantined task in the status it had, and put continues from it", async () => {
+    const [id] = (await submitAll(1)) as TaskId[];
+    await reg.claim("k", { owner: "gone", leaseMs: 1000 });
+    await reg.cancel(id as TaskId, "stop");
+    const good = (await backend.get(id as TaskId)) as string;
+    await damage(id as TaskId);
+    clock.now += 1000;
+    await reg.recover("k");
+    expect(quarantined.map((e) => e.status)).toEqual(["running"]);
+    expect(await backend.read(id as TaskId)).toMatchObject({
+      status: "running",
+      cancelRequested: true,
+    });
+    // The same run goes on: its cancel request stays (see overwriteDocument).
+    await backend.put(id as TaskId, { kind: "k", status: "running", data: good }, clock.now);
+    expect(await backend.read(id as TaskId)).toMatchObject({
+      status: "running",
+      cancelRequested: true,
+    });
+  });
+
   it("a last error that does not decode quarantines the task as well", async () => {
     const [retried, next, cancelled] = await submitAll(3);
     await damageLastError(retried as TaskId);

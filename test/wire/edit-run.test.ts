@@ -18,6 +18,7 @@ import {
 import type { TaskState } from "../../src/task-state.js";
 import { stringifyJsonValue, writeTask } from "../../src/wire/codec.js";
 import type { Task, TaskStatus } from "../../src/wire/schema.js";
+import { taskLayout } from "../../src/wire/splice.js";
 import { arbitraryCruxErr, arbitraryJson, arbitraryTask } from "../support/arbitraries.js";
 
 const NOW = Date.UTC(2030, 0, 1);
@@ -85,6 +86,25 @@ const TRANSITIONS: readonly {
 ];
 
 describe("transitions edit our documents as text", () => {
+  it("a document with whitespace around its input is not in our layout, however it is found", () => {
+    const id = "task_01J00000000000000000000000";
+    const ours = writeTask({
+      id,
+      kind: "k",
+      status: "pending",
+      input: 1,
+      checkpoint: null,
+      attempts: 0,
+    } as Task);
+    expect(taskLayout(ours)).toBeDefined();
+    for (const spaced of [
+      ours.replace('"input":1', '"input": 1'),
+      ours.replace('"input":1', '"input":1 '),
+    ]) {
+      expect(taskLayout(spaced)).toBeUndefined();
+    }
+  });
+
   it.each(TRANSITIONS)("$name: the same text as decoding and re-encoding", (t) => {
     const values = t.name === "fail for good" ? arbitraryCruxErr : arbitraryJson;
     fc.assert(

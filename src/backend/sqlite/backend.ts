@@ -10,6 +10,7 @@ import {
   canAppend,
   completeTask,
   fence,
+  noCheckpoint,
   overwriteDocument,
   recordSteps,
   repairDocument,
@@ -25,6 +26,7 @@ import type {
   TaskRow,
   TaskState,
 } from "../../task-state.js";
+import { taskLayout } from "../../wire/splice.js";
 import type {
   Batch,
   Change,
@@ -332,14 +334,25 @@ export class SqliteBackend implements RegistryBackend {
         fence(state, token);
         const { seq } = row;
         const last = this.#sql.lastStep.get({ seq })?.last ?? undefined;
+        // The document as read, run state spliced in; the steps appended before it are counted apart.
+        const document = documentOf(row);
+        // The run's first steps: a document in another layout is rewritten in ours by
+        // recordSteps, as memory does (appended, they would be spliced into the other layout);
+        // one in ours must have a checkpoint to put them in.
+        const layout = last === undefined ? taskLayout(document) : undefined;
+        if (layout !== undefined && document[layout.checkpoint.start] !== "{") {
+          throw noCheckpoint(id);
+        }
         const ordinals = steps.map((step) => step.ordinal);
-        if (!canAppend(row.steps_in_document, last, ordinals)) {
+        if (
+          (last === undefined && layout === undefined) ||
+          !canAppend(row.steps_in_document, last, ordinals)
+        ) {
           // A step inside the stored document: the document is rewritten, once for all of them.
           return this.#change(row, (s) => recordSteps(s, token, steps, now));
         }
         const length = appendedLength(
-          // The document as read, run state spliced in; the steps appended before it are counted apart.
-          documentOf(row).length,
+          document.length,
           this.#sql.appendedLength.get({ seq })?.length ?? 0,
           steps,
           // Only a step already appended (at most `last`) is replaced: a rare re-record.

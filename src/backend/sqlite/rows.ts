@@ -10,6 +10,7 @@ import type { TaskId } from "../../ids.js";
 import { stepsInDocument, withRun } from "../../lifecycle.js";
 import type { TaskState } from "../../task-state.js";
 import { decodeStoredTask } from "../../wire/codec.js";
+import type { TaskStatus } from "../../wire/schema.js";
 import { statusOf } from "../../wire/splice.js";
 import { spliceStored } from "../quarantine.js";
 import type { RegistryTables } from "./tables.js";
@@ -22,11 +23,13 @@ export type Columns = Omit<
 
 /**
  * A row as read: its columns, whether steps were appended to it since its document was
- * written, and, read by id, when it was quarantined (the queue paths never select one).
+ * written, and, read by id, when it was quarantined and in which status (the queue paths
+ * never select one).
  */
 export type StoredRow = Columns & {
   readonly has_steps: number;
   readonly quarantined_at?: number | null;
+  readonly quarantined_status?: TaskStatus | null;
 };
 
 /**
@@ -110,12 +113,18 @@ export function isQuarantined(row: Pick<StoredRow, "quarantined_at">): boolean {
   return row.quarantined_at !== undefined && row.quarantined_at !== null;
 }
 
-/** The row as a state whose document is `data`. */
-export function stateOf(row: Columns, data: string): TaskState {
+/**
+ * The row as a state whose document is `data`. A quarantined row's is in the status it was
+ * quarantined in: its `failed` column only keeps it off the queue indexes.
+ */
+export function stateOf(
+  row: Columns & Pick<StoredRow, "quarantined_status">,
+  data: string,
+): TaskState {
   return {
     id: row.id as TaskId,
     kind: row.kind,
-    status: row.status,
+    status: row.quarantined_status ?? row.status,
     data,
     priority: row.priority,
     runAt: row.run_at,

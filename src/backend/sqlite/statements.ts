@@ -98,7 +98,8 @@ export function prepareStatements(db: Database.Database) {
    * complete() as one fenced statement, when completeTask need write only run state: the
    * task is running under this fence with no cancel request and no appended steps, and it
    * stays within the document budget however the run state is spliced in (UTF-8 bytes are
-   * never fewer than UTF-16 units; `extra` bounds the value and a new checkpoint). Otherwise
+   * never fewer than UTF-16 units; `extra` bounds the value and a new checkpoint, whose agent
+   * is the kind as JSON: up to 6 units a byte, `\u0001`). Otherwise
    * no row changes, and the caller applies completeTask itself.
    */
   const complete = k
@@ -114,9 +115,12 @@ export function prepareStatements(db: Database.Database) {
     }))
     .where("fence", "=", param<number>("fence"))
     .where("status", "=", RUNNING)
+    // A running task with no lease (the seed's put set it running) is held by no token.
+    .where("lease_owner", "is not", null)
+    .where("lease_expires_at", "is not", null)
     .where("cancel_requested", "=", 0)
     .where(
-      sql<number>`octet_length(data) + octet_length(kind) + ${param<number>("extra")}`,
+      sql<number>`octet_length(data) + 6 * octet_length(kind) + ${param<number>("extra")}`,
       "<=",
       MAX_DOCUMENT_LENGTH,
     )
@@ -136,7 +140,7 @@ export function prepareStatements(db: Database.Database) {
   return {
     dataVersion,
     read: prepare<{ id: string }, StoredRow>(
-      stored.select("quarantined_at").where("id", "=", param<string>("id")),
+      stored.select(["quarantined_at", "quarantined_status"]).where("id", "=", param<string>("id")),
     ),
     stepsOf: prepare<{ seq: number }, { data: string }>(
       k.selectFrom("task_steps").select("data").where("task", "=", bySeq).orderBy("ordinal"),
@@ -281,6 +285,8 @@ export function prepareStatements(db: Database.Database) {
         .where("id", "=", param<string>("id"))
         .where("fence", "=", param<number>("fence"))
         .where("status", "=", RUNNING)
+        .where("lease_owner", "is not", null)
+        .where("lease_expires_at", "is not", null)
         .where("quarantined_at", "is", null)
         .returning(["kind", "quarantined_status as status"]),
     ),
