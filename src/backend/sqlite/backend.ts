@@ -11,6 +11,7 @@ import {
   completeTask,
   fence,
   noCheckpoint,
+  okText,
   overwriteDocument,
   recordSteps,
   repairDocument,
@@ -264,7 +265,7 @@ export class SqliteBackend implements RegistryBackend {
   async complete(id: TaskId, token: string, valueText: string, now: number): Promise<RunEnd> {
     const fenceValue = tokenFence(token);
     const seq = this.#seqs.get(id);
-    const params = { id, value: `{"Ok":${valueText}}`, now, extra: valueText.length };
+    const params = { id, value: okText(valueText), now, extra: valueText.length };
     const end = await this.#connection.transaction("complete", (): RunEnd => {
       if (fenceValue !== undefined) {
         const bound = { ...params, fence: fenceValue, extra: params.extra + COMPLETE_MARGIN };

@@ -8,6 +8,7 @@
  */
 import type Database from "better-sqlite3";
 import { type Compilable, type Expression, type SelectQueryBuilder, sql } from "kysely";
+import { RUN_IN_PROGRESS } from "../../lifecycle.js";
 import { MAX_DOCUMENT_LENGTH } from "../../limits.js";
 import type { Quarantined } from "../../task-state.js";
 import { PreparedQuery, param } from "./prepared.js";
@@ -86,8 +87,8 @@ export function prepareStatements(db: Database.Database) {
         fence: eb("fence", "+", 1),
         lease_owner: param<string>("owner"),
         lease_expires_at: param<number>("expiresAt"),
-        // As claimTask writes them: a run in progress (see RUN_IN_PROGRESS).
-        run_value: sql.lit('{"Ok":null}'),
+        // As claimTask writes them: a run in progress.
+        run_value: sql.lit(RUN_IN_PROGRESS.valueText),
         run_finished_at: null,
         run_started_at: param<number>("now"),
         updated_at: param<number>("now"),
